@@ -1,0 +1,55 @@
+// Password hashing: argon2id with parameters from config. The native argon2
+// binding runs in libuv's thread pool, so hashing never blocks the event loop.
+import argon2 from 'argon2';
+
+/** Bound on input so that a huge "password" cannot be used to burn CPU. */
+export const MAX_PASSWORD_BYTES = 1024;
+
+export type Argon2Params = Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
+
+export class PasswordHasher {
+  readonly #options: { type: 0 | 1 | 2; memoryCost: number; timeCost: number; parallelism: number };
+  #dummy: Promise<string> | undefined;
+
+  constructor(params: Argon2Params) {
+    this.#options = { type: argon2.argon2id, ...params };
+  }
+
+  /** Passwords are compared in Unicode NFC so that NFC and NFD input match. */
+  static normalize(password: string): string {
+    return password.normalize('NFC');
+  }
+
+  hash(password: string): Promise<string> {
+    return argon2.hash(PasswordHasher.normalize(password), this.#options);
+  }
+
+  /**
+   * Verifies `password` against `hash`. With no hash (unknown user, user
+   * without a password) it still spends one verification on a dummy hash, so
+   * response time does not tell whether an account exists.
+   */
+  async verify(hash: string | null | undefined, password: string): Promise<boolean> {
+    const tooLong = Buffer.byteLength(password) > MAX_PASSWORD_BYTES;
+    const target = hash && !tooLong ? hash : await this.#dummyHash();
+    const candidate = tooLong ? '' : PasswordHasher.normalize(password);
+    try {
+      const ok = await argon2.verify(target, candidate);
+      return ok && !!hash && !tooLong;
+    } catch {
+      return false; // an unparsable stored hash never authenticates
+    }
+  }
+
+  needsRehash(hash: string): boolean {
+    try {
+      return argon2.needsRehash(hash, this.#options);
+    } catch {
+      return true;
+    }
+  }
+
+  #dummyHash(): Promise<string> {
+    return (this.#dummy ??= argon2.hash('dummy password for timing equalization', this.#options));
+  }
+}

@@ -1,0 +1,97 @@
+// Users: creation, authentication, and the account view oidc-provider uses.
+import { z } from 'zod';
+import { ServiceError } from '../errors.ts';
+import type { Db } from '../store/postgres.ts';
+import type { PasswordHasher } from './passwords.ts';
+
+export type UserStatus = 'pending' | 'active' | 'disabled';
+
+export type UserView = {
+  id: string;
+  email: string;
+  roles: string[];
+  status: UserStatus;
+  created_at: string;
+  updated_at: string;
+};
+
+type UserRow = {
+  id: string;
+  email: string;
+  roles: string[];
+  status: UserStatus;
+  passwordHash: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+};
+
+const emailSchema = z.email();
+
+/** One address, one account: NFC, trimmed, lower-cased. Null when not an email. */
+export function normalizeEmail(raw: string): string | null {
+  const email = raw.normalize('NFC').trim().toLowerCase();
+  return email.length <= 254 && emailSchema.safeParse(email).success ? email : null;
+}
+
+/** The public shape of a user: never the hash. */
+export function userView(row: UserRow): UserView {
+  return {
+    id: row.id,
+    email: row.email,
+    roles: row.roles,
+    status: row.status,
+    created_at: row.createdAt.toISOString(),
+    updated_at: row.updatedAt.toISOString(),
+  };
+}
+
+export type NewUser = { email: string; password: string; roles?: string[]; status?: UserStatus };
+
+export async function createUser(db: Db, hasher: PasswordHasher, input: NewUser): Promise<UserView> {
+  const email = normalizeEmail(input.email);
+  if (!email) throw new ServiceError('validation_failed', 'email: not a valid email address', { field: 'email' });
+  if (!input.password) throw new ServiceError('validation_failed', 'password: required', { field: 'password' });
+  const roles = [...new Set((input.roles ?? []).map((r) => r.trim()).filter(Boolean))];
+  const passwordHash = await hasher.hash(input.password);
+  try {
+    const row = await db.user.create({ data: { email, passwordHash, roles, status: input.status ?? 'active' } });
+    return userView(row);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'P2002') {
+      throw new ServiceError('conflict', 'a user with this email already exists', { field: 'email' });
+    }
+    throw err;
+  }
+}
+
+export type Account = { accountId: string; roles: string[] };
+
+/**
+ * Checks a username/password pair. Returns the account only for an active
+ * user with a matching password; every other case costs the same one hash
+ * verification and returns null, so callers cannot tell the cases apart.
+ */
+export async function authenticate(
+  db: Db,
+  hasher: PasswordHasher,
+  username: string,
+  password: string,
+): Promise<Account | null> {
+  const email = normalizeEmail(username);
+  const user = email ? await db.user.findUnique({ where: { email } }) : null;
+  const ok = await hasher.verify(user?.passwordHash, password);
+  if (!ok || !user || user.status !== 'active') return null;
+  if (hasher.needsRehash(user.passwordHash!)) {
+    // Compare-and-swap on the old hash: a concurrent password change wins.
+    const fresh = await hasher.hash(password);
+    await db.user.updateMany({ where: { id: user.id, passwordHash: user.passwordHash }, data: { passwordHash: fresh } });
+  }
+  return { accountId: user.id, roles: user.roles };
+}
+
+/** The account behind a token, or null when it is gone or no longer active. */
+export async function findActiveAccount(db: Db, id: string): Promise<Account | null> {
+  if (!z.uuid().safeParse(id).success) return null;
+  const user = await db.user.findUnique({ where: { id }, select: { id: true, roles: true, status: true } });
+  return user && user.status === 'active' ? { accountId: user.id, roles: user.roles } : null;
+}

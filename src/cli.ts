@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+// `identity`: the admin CLI. Prints JSON on stdout, errors on stderr.
+//   identity serve | migrate
+//   identity users create --email E --password-stdin [--roles a,b]
+//   identity clients create --id ID --grant-types password,refresh_token [--scopes "a b"]
+import { parseArgs } from 'node:util';
+import { PasswordHasher } from './accounts/passwords.ts';
+import { createUser } from './accounts/users.ts';
+import { loadConfig, type Config } from './config/index.ts';
+import { ServiceError } from './errors.ts';
+import { createLogger } from './log.ts';
+import { openStores, startService } from './service.ts';
+import { migrate } from './store/migrate.ts';
+import { createClient, GRANT_TYPES, type GrantType } from './tokens/clients.ts';
+
+const USAGE = `usage:
+  identity serve
+  identity migrate
+  identity users create --email EMAIL --password-stdin [--roles admin,viewer]
+  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"]`;
+
+const list = (v: string | undefined, sep: RegExp) => (v ?? '').split(sep).map((s) => s.trim()).filter(Boolean);
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) throw new ServiceError('validation_failed', '--password-stdin: pipe the password on standard input');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+async function withStores<T>(config: Config, fn: (stores: Awaited<ReturnType<typeof openStores>>) => Promise<T>): Promise<T> {
+  const stores = await openStores(config, createLogger('warn', process.stderr as never));
+  try {
+    return await fn(stores);
+  } finally {
+    await stores.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, sub, ...rest] = argv;
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+
+  if (command === 'serve') {
+    const service = await startService(config, logger);
+    const stop = async (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      await service.close();
+      process.exit(0);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    return -1; // keep running
+  }
+
+  if (command === 'migrate') {
+    if (!config.databaseUrl) throw new ServiceError('validation_failed', 'DATABASE_URL is not set');
+    const applied = await migrate(config.databaseUrl);
+    console.log(JSON.stringify({ applied }));
+    return 0;
+  }
+
+  if (command === 'users' && sub === 'create') {
+    const { values } = parseArgs({
+      args: rest,
+      options: { email: { type: 'string' }, 'password-stdin': { type: 'boolean' }, roles: { type: 'string' } },
+      strict: true,
+    });
+    if (!values.email || !values['password-stdin']) throw new ServiceError('validation_failed', `missing option\n${USAGE}`);
+    const password = await readStdin();
+    const user = await withStores(config, ({ db }) =>
+      createUser(db, new PasswordHasher(config.argon2), { email: values.email!, password, roles: list(values.roles, /,/) }),
+    );
+    console.log(JSON.stringify(user, null, 2));
+    return 0;
+  }
+
+  if (command === 'clients' && sub === 'create') {
+    const { values } = parseArgs({
+      args: rest,
+      options: { id: { type: 'string' }, 'grant-types': { type: 'string' }, scopes: { type: 'string' } },
+      strict: true,
+    });
+    const client = await withStores(config, ({ db }) =>
+      createClient(
+        db,
+        {
+          id: values.id ?? '',
+          grantTypes: list(values['grant-types'], /,/) as GrantType[],
+          scopes: list(values.scopes, /[\s,]+/),
+        },
+        config.scopes,
+      ),
+    );
+    console.log(JSON.stringify(client, null, 2));
+    return 0;
+  }
+
+  console.error(USAGE);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    const message = err instanceof ServiceError || (err as Error)?.name === 'TypeError' ? (err as Error).message : String((err as Error)?.message ?? err);
+    console.error(`identity: ${message}`);
+    process.exitCode = err instanceof ServiceError && err.code === 'validation_failed' ? 2 : 1;
+  },
+);
