@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadConfig } from '../src/config/index.ts';
+
+const kek = Buffer.alloc(32, 7).toString('base64');
+const production = {
+  NODE_ENV: 'production',
+  DATABASE_URL: 'postgresql://db/identity',
+  REDIS_URL: 'redis://redis:6379',
+  KEY_ENCRYPTION_KEY: kek,
+  ISSUER: 'https://id.example.com',
+};
+
+test('defaults are the documented ones, and the result is frozen', () => {
+  const c = loadConfig({});
+  assert.equal(c.signingAlg, 'ES256');
+  assert.equal(c.accessTokenTtl, 900);
+  assert.deepEqual(c.argon2, { memoryCost: 19456, timeCost: 2, parallelism: 1 });
+  assert.equal(c.issuer, 'http://localhost:3000');
+  assert.ok(Object.isFrozen(c));
+  assert.ok(Object.isFrozen(c.argon2));
+});
+
+test('production requires DATABASE_URL, REDIS_URL, KEY_ENCRYPTION_KEY and ISSUER, naming each', () => {
+  assert.doesNotThrow(() => loadConfig(production));
+  for (const name of ['DATABASE_URL', 'REDIS_URL', 'KEY_ENCRYPTION_KEY', 'ISSUER'] as const) {
+    const env: Record<string, string> = { ...production };
+    delete env[name];
+    assert.throws(() => loadConfig(env), (err: Error) => err.message.includes(`${name}: is required`));
+  }
+});
+
+test('RS256 is refused with the reason; EdDSA and PS256 are accepted', () => {
+  assert.throws(() => loadConfig({ SIGNING_ALG: 'RS256' }), /RS256 is not allowed/);
+  assert.throws(() => loadConfig({ SIGNING_ALG: 'HS256' }), /SIGNING_ALG/);
+  assert.equal(loadConfig({ SIGNING_ALG: 'EdDSA' }).signingAlg, 'EdDSA');
+  assert.equal(loadConfig({ SIGNING_ALG: 'PS256' }).signingAlg, 'PS256');
+});
+
+test('bad values are rejected at boot with the variable named', () => {
+  assert.throws(() => loadConfig({ ACCESS_TOKEN_TTL: 'soon' }), /ACCESS_TOKEN_TTL/);
+  assert.throws(() => loadConfig({ KEY_ENCRYPTION_KEY: 'c2hvcnQ=' }), /KEY_ENCRYPTION_KEY: must be 32 bytes/);
+  assert.throws(() => loadConfig({ REFRESH_TOKEN_IDLE_TTL: '100', REFRESH_TOKEN_ABSOLUTE_TTL: '50' }), /REFRESH_TOKEN_IDLE_TTL/);
+  assert.throws(() => loadConfig({ ARGON2_MEMORY_KIB: '8192', ARGON2_TIME_COST: '1' }), /OWASP minimum/);
+  assert.doesNotThrow(() => loadConfig({ ARGON2_MEMORY_KIB: '7168', ARGON2_TIME_COST: '5' }));
+  assert.throws(() => loadConfig({ DATABASE_URL: 'not a url' }), /DATABASE_URL/);
+  assert.throws(() => loadConfig({ SCOPES: 'ok "quoted"' }), /SCOPES/);
+});
