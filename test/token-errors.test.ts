@@ -107,7 +107,7 @@ test('refresh with a missing or garbage token → invalid_request / invalid_gran
 });
 
 test('hostile input never produces a 5xx', async () => {
-  const bodies = [
+  const bodies: Record<string, string>[] = [
     { ...login(), username: "' OR 1=1; --" },
     { ...login(), username: 'a'.repeat(10_000) },
     { ...login(), password: 'p'.repeat(100_000) },
