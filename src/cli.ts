@@ -103,7 +103,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  if (command === 'keys' && sub) {
+  const keyCommand = { list: 0, rotate: 0, revoke: 1, rekey: 0 }[sub ?? ''];
+  if (command === 'keys' && keyCommand === rest.length) {
     const policy = keyPolicy(config);
     const out = await withStores(config, async ({ db, kek }) => {
       if (sub === 'list' && rest.length === 0) return listKeys(db, policy);
