@@ -13,7 +13,7 @@ import { unseal } from '../src/keys/sealing.ts';
 import { createDb, type Db } from '../src/store/postgres.ts';
 import { createClient } from '../src/tokens/clients.ts';
 import { freePort, freshDatabase, REDIS_URL } from './helpers.ts';
-import { eventually, kidOf, passwordToken } from './verify-helpers.ts';
+import { call, eventually, kidOf, passwordToken, startExample } from './verify-helpers.ts';
 
 const CLI = new URL('../src/cli.ts', import.meta.url).pathname;
 const run = promisify(execFile);
@@ -112,9 +112,30 @@ test('a rotation through the CLI reaches every replica within seconds', async ()
   const next = rotated.out as { kid: string; status: string };
   assert.equal(next.status, 'next');
 
-  for (const r of replicas) {
-    await eventually(async () => kidOf(await passwordToken(`${r.url}/token`, creds, user)) === next.kid, 30_000, `${r.url} to sign with the new key`);
+  // A verifier that trusts the first replica's JWKS, with caching scaled to JWKS_MAX_AGE=1 s:
+  // every token any replica issues during the rotation must verify.
+  const example = await startExample({ issuer: 'http://127.0.0.1:1', audience: 'api://default', jwksUri: `${replicas[0]!.url}/jwks`, cooldownDuration: 500, cacheMaxAge: 1000 });
+  const failures: unknown[] = [];
+  let verified = 0;
+  try {
+    for (const r of replicas) {
+      await eventually(
+        async () => {
+          const token = await passwordToken(`${r.url}/token`, creds, user);
+          const res = await call(`${example.url}/me`, token);
+          if (res.status === 200) verified++;
+          else failures.push(res.body);
+          return kidOf(token) === next.kid;
+        },
+        30_000,
+        `${r.url} to sign with the new key`,
+      );
+    }
+  } finally {
+    await example.close();
   }
+  assert.deepEqual(failures, []);
+  assert.ok(verified >= replicas.length);
   const all = await Promise.all(replicas.map((r) => jwksOf(r.url)));
   for (const j of all) assert.deepEqual(j, all[0], 'every replica publishes the same JWKS');
   assert.deepEqual(all[0]!.kids, [next.kid, old]);
