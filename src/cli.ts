@@ -3,11 +3,13 @@
 //   identity serve | migrate
 //   identity users create --email E --password-stdin [--roles a,b]
 //   identity clients create --id ID --grant-types password,refresh_token [--scopes "a b"]
+//   identity keys list | rotate | revoke KID | rekey
 import { parseArgs } from 'node:util';
 import { PasswordHasher } from './accounts/passwords.ts';
 import { createUser } from './accounts/users.ts';
 import { loadConfig, type Config } from './config/index.ts';
 import { ServiceError } from './errors.ts';
+import { keyPolicy, listKeys, rekeyKeys, revokeKey, rotateKeys } from './keys/lifecycle.ts';
 import { createLogger } from './log.ts';
 import { openStores, startService } from './service.ts';
 import { migrate } from './store/migrate.ts';
@@ -17,7 +19,11 @@ const USAGE = `usage:
   identity serve
   identity migrate
   identity users create --email EMAIL --password-stdin [--roles admin,viewer]
-  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"]`;
+  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"]
+  identity keys list
+  identity keys rotate          publish a successor key; it signs after JWKS_MAX_AGE + KEY_SYNC_INTERVAL
+  identity keys revoke KID      emergency: unpublish KID now (tokens it signed stop verifying)
+  identity keys rekey           re-encrypt private keys from OLD_KEY_ENCRYPTION_KEY to KEY_ENCRYPTION_KEY`;
 
 const list = (v: string | undefined, sep: RegExp) => (v ?? '').split(sep).map((s) => s.trim()).filter(Boolean);
 
@@ -95,6 +101,27 @@ async function main(argv: string[]): Promise<number> {
     );
     console.log(JSON.stringify(client, null, 2));
     return 0;
+  }
+
+  const keyCommand = { list: 0, rotate: 0, revoke: 1, rekey: 0 }[sub ?? ''];
+  if (command === 'keys' && keyCommand === rest.length) {
+    const policy = keyPolicy(config);
+    const out = await withStores(config, async ({ db, kek }) => {
+      if (sub === 'list' && rest.length === 0) return listKeys(db, policy);
+      if (sub === 'rotate' && rest.length === 0) return rotateKeys(db, kek, policy);
+      if (sub === 'revoke' && rest.length === 1) return revokeKey(db, kek, rest[0]!, policy);
+      if (sub === 'rekey' && rest.length === 0) {
+        if (!config.oldKeyEncryptionKey || !config.keyEncryptionKey) {
+          throw new ServiceError('validation_failed', 'keys rekey needs OLD_KEY_ENCRYPTION_KEY (current) and KEY_ENCRYPTION_KEY (new)');
+        }
+        return rekeyKeys(db, config.oldKeyEncryptionKey, config.keyEncryptionKey);
+      }
+      return undefined;
+    });
+    if (out !== undefined) {
+      console.log(JSON.stringify(out, null, 2));
+      return 0;
+    }
   }
 
   console.error(USAGE);

@@ -14,7 +14,8 @@ import { authenticate, findActiveAccount } from './accounts/users.ts';
 import type { Config } from './config/index.ts';
 import { createAdminApp } from './http/admin-app.ts';
 import { createPublicApp } from './http/public-app.ts';
-import { loadSigningKeys } from './keys/keystore.ts';
+import { keyPolicy } from './keys/lifecycle.ts';
+import { KeyRotation } from './keys/rotation.ts';
 import type { Logger } from './log.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.ts';
 import { migrate } from './store/migrate.ts';
@@ -80,7 +81,9 @@ async function developmentKek(dataDir: string, logger: Logger): Promise<Buffer> 
 export type RunningService = {
   publicUrl: string;
   adminUrl: string;
-  provider: Provider;
+  /** The provider signing right now (replaced on every key change). */
+  readonly provider: Provider;
+  keys: KeyRotation;
   stores: Stores;
   tokenStore: RedisTokenStore | undefined;
   close(): Promise<void>;
@@ -107,16 +110,30 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const clients = new ClientAdapter(db);
   const hasher = new PasswordHasher(config.argon2);
 
-  const provider = createProvider({
-    config,
-    scopes: config.scopes,
-    signingKeys: await loadSigningKeys(db, stores.kek, config.signingAlg),
-    adapter: ((model: string) =>
-      model === 'Client' ? clients : tokenStore ? tokenStore.adapterFor(model) : new memoryAdapter!(model)) as never,
-    authenticate: (username, password) => authenticate(db, hasher, username, password),
-    findAccount: (id) => findActiveAccount(db, id),
+  // A new provider is built whenever the signing key changes (src/keys/rotation.ts):
+  // attach provider listeners here, not to one instance.
+  const keys = new KeyRotation({
+    db,
+    kek: stores.kek,
+    policy: keyPolicy(config),
+    syncInterval: config.keySyncInterval,
+    jwksMaxAge: config.jwksMaxAge,
+    logger,
+    buildProvider(signingKey) {
+      const provider = createProvider({
+        config,
+        scopes: config.scopes,
+        signingKeys: [signingKey],
+        adapter: ((model: string) =>
+          model === 'Client' ? clients : tokenStore ? tokenStore.adapterFor(model) : new memoryAdapter!(model)) as never,
+        authenticate: (username, password) => authenticate(db, hasher, username, password),
+        findAccount: (id) => findActiveAccount(db, id),
+      });
+      provider.on('server_error', (_ctx, err) => logger.error({ err }, 'oidc-provider server_error'));
+      return provider;
+    },
   });
-  provider.on('server_error', (_ctx, err) => logger.error({ err }, 'oidc-provider server_error'));
+  await keys.start();
 
   const readiness = async () => {
     const [postgres, redis] = await Promise.all([
@@ -126,7 +143,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     return { postgres, redis };
   };
 
-  const publicServer = createPublicApp(provider, logger).listen(config.port, config.host);
+  const publicServer = createPublicApp(keys, logger, keys.jwks()).listen(config.port, config.host);
   const adminServer = createAdminApp(readiness).listen(config.adminPort, config.host);
   await Promise.all([once(publicServer, 'listening'), once(adminServer, 'listening')]);
   const url = (s: Server) => `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${(s.address() as AddressInfo).port}`;
@@ -135,10 +152,14 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   return {
     publicUrl: url(publicServer),
     adminUrl: url(adminServer),
-    provider,
+    get provider() {
+      return keys.provider;
+    },
+    keys,
     stores,
     tokenStore,
     async close() {
+      keys.stop();
       await Promise.all([closeServer(publicServer), closeServer(adminServer)]);
       await stores.close();
     },

@@ -46,3 +46,14 @@ test('bad values are rejected at boot with the variable named', () => {
   assert.throws(() => loadConfig({ DATABASE_URL: 'not a url' }), /DATABASE_URL/);
   assert.throws(() => loadConfig({ SCOPES: 'ok "quoted"' }), /SCOPES/);
 });
+
+test('key rotation settings: documented defaults, and a rotation interval shorter than the pre-publication window is refused', () => {
+  const c = loadConfig({});
+  assert.equal(c.keyRotationInterval, 30 * 86_400);
+  assert.equal(c.jwksMaxAge, 600);
+  assert.equal(c.keySyncInterval, 5);
+  assert.equal(loadConfig({ KEY_ROTATION_INTERVAL: '0' }).keyRotationInterval, 0);
+  assert.throws(() => loadConfig({ KEY_ROTATION_INTERVAL: '300', JWKS_MAX_AGE: '600' }), /KEY_ROTATION_INTERVAL: must exceed/);
+  assert.throws(() => loadConfig({ KEY_SYNC_INTERVAL: '0' }), /KEY_SYNC_INTERVAL/);
+  assert.throws(() => loadConfig({ OLD_KEY_ENCRYPTION_KEY: 'c2hvcnQ=' }), /OLD_KEY_ENCRYPTION_KEY: must be 32 bytes/);
+});

@@ -34,6 +34,14 @@ const schema = z
       .trim()
       .optional()
       .transform((v) => (v ? v : undefined)),
+    OLD_KEY_ENCRYPTION_KEY: z
+      .string()
+      .trim()
+      .optional()
+      .transform((v) => (v ? v : undefined)),
+    KEY_ROTATION_INTERVAL: z.coerce.number().int().min(0).max(10 * 365 * 86_400).default(30 * 86_400),
+    JWKS_MAX_AGE: z.coerce.number().int().min(0).max(86_400).default(600),
+    KEY_SYNC_INTERVAL: z.coerce.number().int().min(1).max(300).default(5),
     SIGNING_ALG: z
       .string()
       .default('ES256')
@@ -75,11 +83,16 @@ const schema = z
         if (!env[name]) ctx.addIssue({ code: 'custom', path: [name], message: 'is required when NODE_ENV=production' });
       }
     }
-    if (env.KEY_ENCRYPTION_KEY && Buffer.from(env.KEY_ENCRYPTION_KEY, 'base64').length !== 32) {
+    for (const name of ['KEY_ENCRYPTION_KEY', 'OLD_KEY_ENCRYPTION_KEY'] as const) {
+      if (env[name] && Buffer.from(env[name], 'base64').length !== 32) {
+        ctx.addIssue({ code: 'custom', path: [name], message: 'must be 32 bytes, base64-encoded (openssl rand -base64 32)' });
+      }
+    }
+    if (env.KEY_ROTATION_INTERVAL > 0 && env.KEY_ROTATION_INTERVAL <= env.JWKS_MAX_AGE + env.KEY_SYNC_INTERVAL) {
       ctx.addIssue({
         code: 'custom',
-        path: ['KEY_ENCRYPTION_KEY'],
-        message: 'must be 32 bytes, base64-encoded (openssl rand -base64 32)',
+        path: ['KEY_ROTATION_INTERVAL'],
+        message: 'must exceed JWKS_MAX_AGE + KEY_SYNC_INTERVAL (a new key is published that long before it signs), or be 0',
       });
     }
   });
@@ -97,6 +110,10 @@ export type Config = Readonly<{
   redisCommandTimeoutMs: number;
   dataDir: string;
   keyEncryptionKey: Buffer | undefined;
+  oldKeyEncryptionKey: Buffer | undefined;
+  keyRotationInterval: number;
+  jwksMaxAge: number;
+  keySyncInterval: number;
   signingAlg: 'ES256' | 'EdDSA' | 'PS256';
   audience: string;
   scopes: readonly string[];
@@ -128,6 +145,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
     dataDir: e.DATA_DIR,
     keyEncryptionKey: e.KEY_ENCRYPTION_KEY ? Buffer.from(e.KEY_ENCRYPTION_KEY, 'base64') : undefined,
+    oldKeyEncryptionKey: e.OLD_KEY_ENCRYPTION_KEY ? Buffer.from(e.OLD_KEY_ENCRYPTION_KEY, 'base64') : undefined,
+    keyRotationInterval: e.KEY_ROTATION_INTERVAL,
+    jwksMaxAge: e.JWKS_MAX_AGE,
+    keySyncInterval: e.KEY_SYNC_INTERVAL,
     signingAlg: e.SIGNING_ALG,
     audience: e.TOKEN_AUDIENCE,
     scopes: Object.freeze(e.SCOPES),

@@ -2,12 +2,15 @@
 // introspection, revocation) behind helmet and the request log.
 import express, { type ErrorRequestHandler } from 'express';
 import helmet from 'helmet';
-import type Provider from 'oidc-provider';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pinoHttp } from 'pino-http';
 import type { Logger } from '../log.ts';
 import { jsonErrorHandler } from './errors.ts';
 
-export function createPublicApp(provider: Provider, logger: Logger): express.Express {
+type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** `provider`: oidc-provider or anything with its callback(); `jwks`: served before it (see src/keys/rotation.ts). */
+export function createPublicApp(provider: { callback(): NodeHandler }, logger: Logger, jwks?: NodeHandler): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(helmet());
@@ -34,6 +37,8 @@ export function createPublicApp(provider: Provider, logger: Logger): express.Exp
     req.url = '/.well-known/openid-configuration';
     next();
   });
+
+  if (jwks) app.get('/jwks', (req, res) => jwks(req, res));
 
   // oidc-provider parses its own bodies: no express body parser before it.
   app.use(provider.callback());

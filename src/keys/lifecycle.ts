@@ -1,0 +1,294 @@
+// Signing key lifecycle in Postgres: next (published, not signing) -> active
+// (signing) -> retiring (published, no longer signing) -> retired (gone), plus
+// revoked (emergency: gone at once). Every change happens in one transaction
+// under an advisory lock, so replicas never create competing keys. These are
+// plain functions: the CLI, the rotation loop and the admin API call them.
+import type { JWK } from 'jose';
+import { ServiceError } from '../errors.ts';
+import type { Db } from '../store/postgres.ts';
+import { newKey, publicMembers, type NewKey, type SigningAlg } from './keystore.ts';
+import { seal, unseal } from './sealing.ts';
+
+const LOCK_KEY = 72_707_370;
+const PUBLISHED = ['next', 'active', 'retiring'] as const;
+// Verifiers commonly accept a token a few seconds past `exp`.
+const CLOCK_SKEW_S = 5;
+
+export type KeyPolicy = Readonly<{
+  alg: SigningAlg;
+  /** Seconds a key signs before its successor takes over; 0 = manual rotation only. */
+  rotationInterval: number;
+  /** Seconds a new key is published before it may sign. */
+  prePublish: number;
+  /** Seconds a key stays published after it stopped signing. */
+  postPublish: number;
+}>;
+
+export function keyPolicy(config: {
+  signingAlg: SigningAlg;
+  keyRotationInterval: number;
+  jwksMaxAge: number;
+  keySyncInterval: number;
+  accessTokenTtl: number;
+}): KeyPolicy {
+  // Every replica notices a change within one sync interval, so both windows
+  // count from the moment the slowest replica can have caught up.
+  return Object.freeze({
+    alg: config.signingAlg,
+    rotationInterval: config.keyRotationInterval,
+    prePublish: config.jwksMaxAge + config.keySyncInterval,
+    postPublish: config.accessTokenTtl + config.keySyncInterval + CLOCK_SKEW_S,
+  });
+}
+
+type Row = {
+  kid: string;
+  alg: string;
+  status: 'next' | 'active' | 'retiring' | 'retired' | 'revoked';
+  createdAt: Date;
+  activatedAt: Date | null;
+  deactivatedAt: Date | null;
+  retiredAt: Date | null;
+};
+
+type Action = { type: 'promote'; kid: string } | { type: 'create-active' } | { type: 'create-next' } | { type: 'retire'; kid: string };
+
+const after = (from: Date, seconds: number) => new Date(from.getTime() + seconds * 1000);
+
+/** What is due now; empty when the keys are as they should be. Pure. */
+export function plan(rows: readonly Row[], policy: KeyPolicy, now: Date): Action[] {
+  const actions: Action[] = [];
+  const active = rows.find((r) => r.status === 'active' && r.alg === policy.alg);
+  const next = rows.find((r) => r.status === 'next' && r.alg === policy.alg);
+  if (!active) {
+    // First boot, a SIGNING_ALG change, or the active key was revoked: sign at once.
+    actions.push(next ? { type: 'promote', kid: next.kid } : { type: 'create-active' });
+  } else if (next && now >= after(next.createdAt, policy.prePublish)) {
+    actions.push({ type: 'promote', kid: next.kid });
+  } else if (
+    !next &&
+    policy.rotationInterval > 0 &&
+    now >= after(active.activatedAt ?? active.createdAt, policy.rotationInterval - policy.prePublish)
+  ) {
+    actions.push({ type: 'create-next' });
+  }
+  for (const r of rows) {
+    if (r.status === 'retiring' && now >= after(r.deactivatedAt ?? r.createdAt, policy.postPublish)) {
+      actions.push({ type: 'retire', kid: r.kid });
+    }
+    if (r.status === 'next' && r.alg !== policy.alg) actions.push({ type: 'retire', kid: r.kid });
+  }
+  return actions;
+}
+
+const ROW_SELECT = {
+  kid: true,
+  alg: true,
+  status: true,
+  createdAt: true,
+  activatedAt: true,
+  deactivatedAt: true,
+  retiredAt: true,
+} as const;
+
+export async function publishedRows(db: Db): Promise<Row[]> {
+  return db.signingKey.findMany({ where: { status: { in: [...PUBLISHED] } }, select: ROW_SELECT, orderBy: { createdAt: 'asc' } });
+}
+
+type Tx = Parameters<Parameters<Db['$transaction']>[0]>[0];
+
+async function locked<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  return db.$transaction(
+    async (tx) => {
+      await tx.$executeRaw`SELECT pg_advisory_xact_lock(${LOCK_KEY})`;
+      return fn(tx as Tx);
+    },
+    { maxWait: 10_000, timeout: 30_000 },
+  );
+}
+
+async function insertKey(tx: Tx, kek: Buffer, key: NewKey, status: 'next' | 'active', now: Date): Promise<void> {
+  await tx.signingKey.create({
+    data: {
+      kid: key.kid,
+      alg: key.alg,
+      status,
+      publicJwk: key.publicJwk as object,
+      privateJwkEnc: seal(kek, JSON.stringify(key.privateJwk), key.kid),
+      createdAt: now,
+      activatedAt: status === 'active' ? now : null,
+    },
+  });
+}
+
+async function promote(tx: Tx, kid: string, now: Date): Promise<void> {
+  await tx.signingKey.updateMany({
+    where: { status: 'active', kid: { not: kid } },
+    data: { status: 'retiring', deactivatedAt: now },
+  });
+  await tx.signingKey.update({ where: { kid }, data: { status: 'active', activatedAt: now } });
+}
+
+// A key that leaves the JWKS is never needed again: its private part is erased.
+async function unpublish(tx: Tx, kid: string, status: 'retired' | 'revoked', now: Date): Promise<void> {
+  await tx.signingKey.update({
+    where: { kid },
+    data: { status, retiredAt: now, privateJwkEnc: '', ...(status === 'revoked' ? { deactivatedAt: now } : {}) },
+  });
+}
+
+/**
+ * Applies whatever the schedule says is due (creates the first key, creates
+ * or promotes a successor, retires old keys). Returns the actions taken.
+ */
+export async function advance(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new Date()): Promise<Action[]> {
+  const guess = plan(await publishedRows(db), policy, now);
+  if (guess.length === 0) return [];
+  // Key generation (PS256: a 3072-bit RSA key) happens outside the lock.
+  const fresh = guess.some((a) => a.type.startsWith('create')) ? await newKey(policy.alg) : undefined;
+  return locked(db, async (tx) => {
+    const actions = plan(await tx.signingKey.findMany({ where: { status: { in: [...PUBLISHED] } }, select: ROW_SELECT }), policy, now);
+    for (const action of actions) {
+      if (action.type === 'promote') await promote(tx, action.kid, now);
+      if (action.type === 'retire') await unpublish(tx, action.kid, 'retired', now);
+      if (action.type === 'create-next' || action.type === 'create-active') {
+        const key = fresh ?? (await newKey(policy.alg));
+        await insertKey(tx, kek, key, action.type === 'create-next' ? 'next' : 'active', now);
+        if (action.type === 'create-active') await promote(tx, key.kid, now);
+      }
+    }
+    return actions;
+  });
+}
+
+export type KeyView = {
+  kid: string;
+  alg: string;
+  status: Row['status'];
+  created_at: string;
+  activated_at: string | null;
+  deactivated_at: string | null;
+  retired_at: string | null;
+  /** next: when it starts signing; active: when a successor is due; retiring: when it leaves the JWKS. */
+  next_transition_at: string | null;
+};
+
+function view(r: Row, policy: KeyPolicy): KeyView {
+  const iso = (d: Date | null) => (d ? d.toISOString() : null);
+  const nextAt =
+    r.status === 'next'
+      ? after(r.createdAt, policy.prePublish)
+      : r.status === 'active' && policy.rotationInterval > 0
+        ? after(r.activatedAt ?? r.createdAt, policy.rotationInterval)
+        : r.status === 'retiring'
+          ? after(r.deactivatedAt ?? r.createdAt, policy.postPublish)
+          : null;
+  return {
+    kid: r.kid,
+    alg: r.alg,
+    status: r.status,
+    created_at: r.createdAt.toISOString(),
+    activated_at: iso(r.activatedAt),
+    deactivated_at: iso(r.deactivatedAt),
+    retired_at: iso(r.retiredAt),
+    next_transition_at: iso(nextAt),
+  };
+}
+
+/** Every key, newest first, without private material. */
+export async function listKeys(db: Db, policy: KeyPolicy): Promise<KeyView[]> {
+  const rows = await db.signingKey.findMany({ select: ROW_SELECT, orderBy: { createdAt: 'desc' } });
+  return rows.map((r) => view(r, policy));
+}
+
+/**
+ * Starts a rotation: publishes a successor key now; it signs once the
+ * pre-publication window has passed (the schedule promotes it). Idempotent
+ * while a successor is waiting.
+ */
+export async function rotateKeys(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new Date()): Promise<KeyView> {
+  const fresh = await newKey(policy.alg);
+  const row = await locked(db, async (tx) => {
+    const waiting = await tx.signingKey.findFirst({ where: { status: 'next', alg: policy.alg }, select: ROW_SELECT });
+    if (waiting) return waiting;
+    await insertKey(tx, kek, fresh, 'next', now);
+    return tx.signingKey.findUniqueOrThrow({ where: { kid: fresh.kid }, select: ROW_SELECT });
+  });
+  return view(row, policy);
+}
+
+/**
+ * Emergency: removes a (compromised) key from the JWKS at once. Tokens it
+ * signed stop verifying as soon as verifiers refetch the JWKS. If it was the
+ * signing key, a successor signs immediately.
+ */
+export async function revokeKey(db: Db, kek: Buffer, kid: string, policy: KeyPolicy, now: Date = new Date()): Promise<KeyView[]> {
+  const fresh = await newKey(policy.alg);
+  await locked(db, async (tx) => {
+    const row = await tx.signingKey.findUnique({ where: { kid }, select: ROW_SELECT });
+    if (!row) throw new ServiceError('not_found', `no signing key ${kid}`);
+    if (row.status === 'retired' || row.status === 'revoked') throw new ServiceError('conflict', `key ${kid} is already ${row.status}`);
+    await unpublish(tx, kid, 'revoked', now);
+    if (row.status === 'active') {
+      const next = await tx.signingKey.findFirst({ where: { status: 'next', alg: policy.alg }, select: ROW_SELECT });
+      if (next) await promote(tx, next.kid, now);
+      else {
+        await insertKey(tx, kek, fresh, 'active', now);
+        await promote(tx, fresh.kid, now);
+      }
+    }
+  });
+  return listKeys(db, policy);
+}
+
+/**
+ * Re-encrypts every stored private key from `oldKek` to `newKek`. Keys that
+ * already open under `newKek` are left as they are, so it can be re-run.
+ */
+export async function rekeyKeys(db: Db, oldKek: Buffer, newKek: Buffer): Promise<{ rekeyed: string[]; unchanged: string[] }> {
+  return locked(db, async (tx) => {
+    const rows = await tx.signingKey.findMany({ where: { privateJwkEnc: { not: '' } }, select: { kid: true, privateJwkEnc: true } });
+    const out = { rekeyed: [] as string[], unchanged: [] as string[] };
+    for (const r of rows) {
+      try {
+        unseal(newKek, r.privateJwkEnc, r.kid);
+        out.unchanged.push(r.kid);
+        continue;
+      } catch {}
+      const plain = unseal(oldKek, r.privateJwkEnc, r.kid);
+      await tx.signingKey.update({ where: { kid: r.kid }, data: { privateJwkEnc: seal(newKek, plain, r.kid) } });
+      out.rekeyed.push(r.kid);
+    }
+    return out;
+  });
+}
+
+export type PublishedKeys = {
+  /** Changes whenever a key is added, changes state or leaves the JWKS. */
+  version: string;
+  /** Private JWK of the key that signs. */
+  signing: JWK;
+  /** Public JWKs to publish: active first, then next, then retiring. */
+  published: JWK[];
+};
+
+const ORDER = { active: 0, next: 1, retiring: 2 } as Record<string, number>;
+
+export function versionOf(rows: readonly Pick<Row, 'kid' | 'status'>[]): string {
+  return rows
+    .map((r) => `${r.kid}:${r.status}`)
+    .sort()
+    .join(',');
+}
+
+export async function loadPublished(db: Db, kek: Buffer, alg: SigningAlg): Promise<PublishedKeys> {
+  const rows = await db.signingKey.findMany({ where: { status: { in: [...PUBLISHED] } } });
+  rows.sort((a, b) => ORDER[a.status]! - ORDER[b.status]! || b.createdAt.getTime() - a.createdAt.getTime());
+  const active = rows.find((r) => r.status === 'active' && r.alg === alg);
+  if (!active) throw new ServiceError('internal', `no active ${alg} signing key`);
+  return {
+    version: versionOf(rows),
+    signing: JSON.parse(unseal(kek, active.privateJwkEnc, active.kid)) as JWK,
+    published: rows.map((r) => publicMembers(r.publicJwk as JWK)),
+  };
+}

@@ -1,0 +1,160 @@
+// Keeps this replica's signing key and JWKS in step with Postgres, without a
+// restart. oidc-provider reads its keystore once, at construction (see
+// node_modules/oidc-provider/lib/helpers/initialize_keystore.js), and its docs
+// rotate keys by reloading processes; so on a key change we build a new
+// Provider with the new key and swap the request handler atomically. All
+// provider state lives in Redis and Postgres, so the swap loses nothing;
+// requests already inside the old provider finish with the old key, which is
+// still published.
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { JWK } from 'jose';
+import type Provider from 'oidc-provider';
+import type { Logger } from '../log.ts';
+import type { Db } from '../store/postgres.ts';
+import { advance, listKeys, loadPublished, publishedRows, revokeKey, rotateKeys, versionOf, type KeyPolicy } from './lifecycle.ts';
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export type KeyRotationOptions = {
+  db: Db;
+  kek: Buffer;
+  policy: KeyPolicy;
+  /** Seconds between checks of the keys table. */
+  syncInterval: number;
+  /** Cache-Control max-age of the JWKS, seconds. */
+  jwksMaxAge: number;
+  /** Builds a provider that signs with `signingKey`. */
+  buildProvider(signingKey: JWK): Provider;
+  logger: Logger;
+  now?: () => Date;
+};
+
+type Jwks = { body: Buffer; etag: string };
+
+export class KeyRotation {
+  readonly #opts: KeyRotationOptions;
+  #version = '';
+  #provider: Provider | undefined;
+  #handler: Handler | undefined;
+  #jwks: Jwks = { body: Buffer.alloc(0), etag: '""' };
+  #timer: NodeJS.Timeout | undefined;
+  #syncing: Promise<void> | undefined;
+  #activeKid = '';
+
+  constructor(opts: KeyRotationOptions) {
+    this.#opts = opts;
+  }
+
+  #now(): Date {
+    return this.#opts.now?.() ?? new Date();
+  }
+
+  /** Ensures a signing key exists, builds the first provider and starts the sync loop. */
+  async start(): Promise<void> {
+    await advance(this.#opts.db, this.#opts.kek, this.#opts.policy, this.#now());
+    await this.#reload();
+    this.#timer = setInterval(() => void this.sync(), this.#opts.syncInterval * 1000);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  get provider(): Provider {
+    if (!this.#provider) throw new Error('KeyRotation.start() has not run');
+    return this.#provider;
+  }
+
+  /** kid of the key this replica signs with. */
+  get activeKid(): string {
+    return this.#activeKid;
+  }
+
+  /** A stable request handler that always reaches the current provider. */
+  callback(): Handler {
+    return (req, res) => this.#handler!(req, res);
+  }
+
+  /** GET /jwks from the pre-serialized body: strong ETag, 304, public caching. */
+  jwks(): Handler {
+    const cacheControl = `public, max-age=${this.#opts.jwksMaxAge}`;
+    return (req, res) => {
+      const { body, etag } = this.#jwks;
+      res.setHeader('Cache-Control', cacheControl);
+      res.setHeader('ETag', etag);
+      const inm = req.headers['if-none-match'];
+      if (inm && (inm.trim() === '*' || inm.split(',').some((t) => t.trim() === etag))) {
+        res.statusCode = 304;
+        res.end();
+        return;
+      }
+      res.setHeader('Content-Type', 'application/jwk-set+json; charset=utf-8');
+      res.setHeader('Content-Length', body.length);
+      res.statusCode = 200;
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+  }
+
+  /**
+   * One check: applies due transitions (under the database lock) and reloads
+   * when the published set changed. Errors are logged; the current keys stay.
+   */
+  sync(): Promise<void> {
+    this.#syncing ??= this.#syncOnce().finally(() => {
+      this.#syncing = undefined;
+    });
+    return this.#syncing;
+  }
+
+  async #syncOnce(): Promise<void> {
+    try {
+      const { db, kek, policy } = this.#opts;
+      const done = await advance(db, kek, policy, this.#now());
+      if (done.length) this.#opts.logger.info({ actions: done }, 'signing keys advanced');
+      if (versionOf(await publishedRows(db)) !== this.#version) await this.#reload();
+    } catch (err) {
+      this.#opts.logger.warn({ err: { message: (err as Error).message } }, 'signing key sync failed; keeping the current keys');
+    }
+  }
+
+  async #reload(): Promise<void> {
+    const keys = await loadPublished(this.#opts.db, this.#opts.kek, this.#opts.policy.alg);
+    const body = Buffer.from(JSON.stringify({ keys: keys.published }));
+    const provider = this.#opts.buildProvider(keys.signing);
+    const handler = provider.callback() as unknown as Handler;
+    // The swap: plain assignments, no await in between.
+    this.#jwks = { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };
+    this.#provider = provider;
+    this.#handler = handler;
+    this.#version = keys.version;
+    const previous = this.#activeKid;
+    this.#activeKid = keys.signing.kid!;
+    if (previous && previous !== this.#activeKid) this.#opts.logger.info({ kid: this.#activeKid, previous }, 'signing with a new key');
+  }
+
+  // Admin operations (CLI and admin API), applied here at once; other
+  // replicas follow within one sync interval.
+  list() {
+    return listKeys(this.#opts.db, this.#opts.policy);
+  }
+
+  async rotate() {
+    const out = await rotateKeys(this.#opts.db, this.#opts.kek, this.#opts.policy, this.#now());
+    await this.#syncAfterChange();
+    return out;
+  }
+
+  async revoke(kid: string) {
+    const out = await revokeKey(this.#opts.db, this.#opts.kek, kid, this.#opts.policy, this.#now());
+    await this.#syncAfterChange();
+    return out;
+  }
+
+  // A sync already under way may have read the table before the change.
+  async #syncAfterChange(): Promise<void> {
+    await this.#syncing;
+    await this.sync();
+  }
+}

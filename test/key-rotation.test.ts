@@ -1,0 +1,154 @@
+// Key rotation with tokens outstanding, emergency revocation, the JWKS
+// endpoint, and the lifecycle schedule (pure, with an injected clock).
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { keyPolicy, plan } from '../src/keys/lifecycle.ts';
+import { startTestService, type TestService } from './helpers.ts';
+import { call, eventually, kidOf, passwordToken, startExample, type Example } from './verify-helpers.ts';
+
+describe('the schedule (injected clock)', () => {
+  const policy = keyPolicy({ signingAlg: 'ES256', keyRotationInterval: 1000, jwksMaxAge: 60, keySyncInterval: 5, accessTokenTtl: 300 });
+  const t0 = new Date('2026-01-01T00:00:00Z');
+  const at = (s: number) => new Date(t0.getTime() + s * 1000);
+  const row = (kid: string, status: 'next' | 'active' | 'retiring', since: number) => ({
+    kid,
+    alg: 'ES256',
+    status,
+    createdAt: at(since),
+    activatedAt: status === 'active' ? at(since) : null,
+    deactivatedAt: status === 'retiring' ? at(since) : null,
+    retiredAt: null,
+  });
+
+  test('windows: published JWKS_MAX_AGE + sync before signing, ACCESS_TOKEN_TTL + sync + skew after', () => {
+    assert.equal(policy.prePublish, 65);
+    assert.equal(policy.postPublish, 310);
+  });
+
+  test('an empty table gets an active key at once', () => {
+    assert.deepEqual(plan([], policy, t0), [{ type: 'create-active' }]);
+  });
+
+  test('a successor is published one pre-publication window before the interval ends', () => {
+    const active = row('a', 'active', 0);
+    assert.deepEqual(plan([active], policy, at(1000 - 65 - 1)), []);
+    assert.deepEqual(plan([active], policy, at(1000 - 65)), [{ type: 'create-next' }]);
+  });
+
+  test('a next key signs only once its pre-publication window has passed', () => {
+    const rows = [row('a', 'active', 0), row('b', 'next', 500)];
+    assert.deepEqual(plan(rows, policy, at(564)), []);
+    assert.deepEqual(plan(rows, policy, at(565)), [{ type: 'promote', kid: 'b' }]);
+  });
+
+  test('a retiring key leaves the JWKS only after the longest token lifetime', () => {
+    const rows = [row('b', 'active', 600), row('a', 'retiring', 600)];
+    assert.deepEqual(plan(rows, policy, at(909)), []);
+    assert.deepEqual(plan(rows, policy, at(910)), [{ type: 'retire', kid: 'a' }]);
+  });
+
+  test('no automatic rotation when KEY_ROTATION_INTERVAL=0', () => {
+    const manual = { ...policy, rotationInterval: 0 };
+    assert.deepEqual(plan([row('a', 'active', 0)], manual, at(10 ** 9)), []);
+  });
+});
+
+describe('rotation with tokens outstanding', () => {
+  let s: TestService;
+  let example: Example;
+  let client: { id: string; secret: string };
+  let user: { email: string; password: string };
+  const token = () => passwordToken(`${s.config.issuer}/token`, client, user);
+  const jwksKids = async () =>
+    ((await fetch(`${s.config.issuer}/jwks`).then((r) => r.json())) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
+
+  before(async () => {
+    // Small windows: pre-publication 3 + 1 s, post-publication 10 + 1 + 5 s.
+    s = await startTestService({ JWKS_MAX_AGE: '3', KEY_SYNC_INTERVAL: '1', ACCESS_TOKEN_TTL: '10', KEY_ROTATION_INTERVAL: '0' });
+    example = await startExample({ issuer: s.config.issuer, audience: s.config.audience, cooldownDuration: 500, cacheMaxAge: 1000 });
+    client = await s.client();
+    user = await s.user();
+  });
+  after(async () => {
+    await example.close();
+    await s.stop();
+  });
+
+  test('tokens from before, during and after a rotation all verify until they expire; then the old key is gone', async () => {
+    const before = await token();
+    const kid1 = kidOf(before)!;
+    assert.equal((await call(`${example.url}/me`, before)).status, 200);
+
+    const next = await s.keys.rotate();
+    assert.equal(next.status, 'next');
+    assert.deepEqual(await jwksKids(), [kid1, next.kid], 'the successor is published at once, after the signing key');
+    const during = await token();
+    assert.equal(kidOf(during), kid1, 'the successor does not sign before its window has passed');
+
+    const afterwards = await eventually(async () => {
+      const t = await token();
+      return kidOf(t) === next.kid && t;
+    }, 30_000, 'the successor to sign');
+    assert.deepEqual(await jwksKids(), [next.kid, kid1], 'the old key stays published while its tokens live');
+    for (const t of [before, during, afterwards]) assert.equal((await call(`${example.url}/me`, t)).status, 200);
+
+    await eventually(async () => !(await jwksKids()).includes(kid1), 40_000, 'the old key to retire');
+    const old = await s.stores.db.signingKey.findUniqueOrThrow({ where: { kid: kid1 } });
+    assert.equal(old.status, 'retired');
+    assert.equal(old.privateJwkEnc, '', 'a retired private key is erased');
+    // By now the old key's tokens have expired; a current token still verifies.
+    for (const t of [before, during]) assert.equal((await call(`${example.url}/me`, t)).status, 401);
+    assert.equal((await call(`${example.url}/me`, await token())).status, 200);
+  });
+
+  test('revoking the signing key removes it at once and a successor signs immediately', async () => {
+    const victim = await token();
+    const kid = kidOf(victim)!;
+    assert.equal((await call(`${example.url}/me`, victim)).status, 200);
+    await s.keys.revoke(kid);
+    assert.ok(!(await jwksKids()).includes(kid));
+    const fresh = await token();
+    assert.notEqual(kidOf(fresh), kid);
+    // Once the verifier's JWKS cache (1 s here) expires, the revoked key's tokens fail.
+    await eventually(async () => (await call(`${example.url}/me`, victim)).status === 401, 10_000, 'the revoked token to fail');
+    assert.equal((await call(`${example.url}/me`, fresh)).status, 200);
+    const row = await s.stores.db.signingKey.findUniqueOrThrow({ where: { kid } });
+    assert.equal(row.status, 'revoked');
+    await assert.rejects(s.keys.revoke(kid), /already revoked/);
+  });
+});
+
+describe('GET /jwks', () => {
+  let s: TestService;
+  before(async () => {
+    s = await startTestService({ JWKS_MAX_AGE: '120' });
+  });
+  after(() => s.stop());
+
+  test('is cacheable for JWKS_MAX_AGE with a strong ETag, answers 304, and holds public members only', async () => {
+    const discovery = (await fetch(`${s.config.issuer}/.well-known/openid-configuration`).then((r) => r.json())) as { jwks_uri: string };
+    assert.equal(discovery.jwks_uri, `${s.config.issuer}/jwks`);
+    const res = await fetch(discovery.jwks_uri);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('cache-control'), 'public, max-age=120');
+    assert.match(res.headers.get('content-type')!, /^application\/jwk-set\+json/);
+    const etag = res.headers.get('etag')!;
+    assert.match(etag, /^"[A-Za-z0-9_-]{43}"$/, 'strong ETag');
+    const body = (await res.json()) as { keys: Record<string, unknown>[] };
+    assert.equal(body.keys.length, 1);
+    for (const k of body.keys) assert.deepEqual(Object.keys(k).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x', 'y']);
+
+    const again = await fetch(discovery.jwks_uri, { headers: { 'if-none-match': etag } });
+    assert.equal(again.status, 304);
+    assert.equal(again.headers.get('etag'), etag);
+    const other = await fetch(discovery.jwks_uri, { headers: { 'if-none-match': '"something-else"' } });
+    assert.equal(other.status, 200);
+    await other.arrayBuffer();
+
+    await s.keys.rotate();
+    const changed = await fetch(discovery.jwks_uri, { headers: { 'if-none-match': etag } });
+    assert.equal(changed.status, 200, 'a key change changes the ETag');
+    assert.notEqual(changed.headers.get('etag'), etag);
+    assert.equal(((await changed.json()) as { keys: unknown[] }).keys.length, 2);
+  });
+});
