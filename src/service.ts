@@ -158,10 +158,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     metrics,
     async close() {
       draining = true;
+      publicDrain.startDraining();
+      adminDrain.startDraining();
       if (config.shutdownDelayMs) await new Promise((r) => setTimeout(r, config.shutdownDelayMs));
       // The admin port closes last: probes keep seeing 503 while requests finish.
-      await publicDrain.drain();
-      await adminDrain.drain();
+      await publicDrain.close();
+      await adminDrain.close();
       await stores.close();
     },
   };

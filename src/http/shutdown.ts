@@ -1,10 +1,10 @@
-// Graceful stop of an HTTP server: stop accepting connections, let requests
-// in flight finish, and close keep-alive connections instead of leaving them
-// to time out. Responses sent while draining carry `Connection: close`, so a
-// client's pooled connection is closed right after its last answer.
+// Graceful stop of an HTTP server: once draining, every response carries
+// `Connection: close` (a client's pooled connection closes right after its
+// answer instead of timing out); closing stops accepting connections, lets
+// requests in flight finish and closes connections as they turn idle.
 import type { Server, ServerResponse } from 'node:http';
 
-export type Drainable = { server: Server; drain(): Promise<void> };
+export type Drainable = { startDraining(): void; close(): Promise<void> };
 
 export function drainable(server: Server): Drainable {
   const open = new Set<ServerResponse>();
@@ -14,11 +14,14 @@ export function drainable(server: Server): Drainable {
     open.add(res);
     res.once('close', () => open.delete(res));
   });
+  const startDraining = () => {
+    draining = true;
+    for (const res of open) if (!res.headersSent) res.setHeader('Connection', 'close');
+  };
   return {
-    server,
-    drain() {
-      draining = true;
-      for (const res of open) if (!res.headersSent) res.setHeader('Connection', 'close');
+    startDraining,
+    close() {
+      startDraining();
       return new Promise((resolve) => {
         // A connection can turn idle between a response and the close of its
         // socket; sweep until the server reports every connection gone.
