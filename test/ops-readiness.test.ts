@@ -3,32 +3,11 @@
 // redis-server, so stopping it disturbs no other test), and 503 as soon as
 // the service starts draining while /livez stays 200.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { after, before, test } from 'node:test';
-import { freePort, startTestService, type TestService } from './helpers.ts';
+import { freePort, OwnRedis, startTestService, type TestService } from './helpers.ts';
 
-let port: number;
-let redis: ChildProcess | undefined;
+let redis: OwnRedis;
 let svc: TestService;
-
-async function startRedis(): Promise<void> {
-  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  for await (const chunk of redis.stdout!) {
-    out += chunk;
-    if (out.includes('Ready to accept connections')) break;
-  }
-}
-
-async function stopRedis(): Promise<void> {
-  if (!redis || redis.exitCode !== null) return;
-  const exited = once(redis, 'exit');
-  redis.kill('SIGKILL');
-  await exited;
-}
 
 const ready = async () => {
   const res = await fetch(`${svc.adminUrl}/readyz`);
@@ -46,13 +25,13 @@ async function until(want: number): Promise<Awaited<ReturnType<typeof ready>>> {
 }
 
 before(async () => {
-  port = await freePort();
-  await startRedis();
-  svc = await startTestService({ REDIS_URL: `redis://127.0.0.1:${port}`, SHUTDOWN_DELAY_MS: '1500' });
+  redis = new OwnRedis(await freePort());
+  await redis.start();
+  svc = await startTestService({ REDIS_URL: redis.url, SHUTDOWN_DELAY_MS: '1500' });
 });
 after(async () => {
   await svc.stop().catch(() => {});
-  await stopRedis();
+  await redis.stop();
 });
 
 test('ready: every check is reported and true', async () => {
@@ -62,7 +41,7 @@ test('ready: every check is reported and true', async () => {
 });
 
 test('Redis down → 503 naming redis, /livez still 200; Redis back → 200', async () => {
-  await stopRedis();
+  await redis.stop();
   const down = await until(503);
   assert.equal(down.status, 503);
   assert.equal(down.body.checks.redis, false);
@@ -71,7 +50,7 @@ test('Redis down → 503 naming redis, /livez still 200; Redis back → 200', as
   const metrics = await (await fetch(`${svc.adminUrl}/metrics`)).text();
   assert.match(metrics, /^identity_redis_errors_total\{kind="readiness"\} [1-9]/m);
 
-  await startRedis();
+  await redis.start();
   const back = await until(200);
   assert.equal(back.status, 200, JSON.stringify(back.body));
 });
