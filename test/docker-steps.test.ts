@@ -122,7 +122,10 @@ before(async () => {
 });
 
 after(async () => {
-  if (work) rmSync(work, { recursive: true, force: true });
+  if (work) {
+    execFileSync('chmod', ['-R', 'u+w', work]); // made read-only above
+    rmSync(work, { recursive: true, force: true });
+  }
   const c = new pg.Client({ connectionString: POSTGRES_URL });
   await c.connect();
   await c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);

@@ -119,7 +119,7 @@ test('SIGTERM under load: readiness 503 first, zero failed requests, clean exit 
     while (!sigtermAt.t) await new Promise((r) => setTimeout(r, 10));
     const probes = new Agent({ keepAlive: false });
     let ready = await send(probes, 'GET', '/readyz', '', adminPort);
-    for (let i = 0; i < 50 && ready.status === 200; i++) {
+    for (let i = 0; i < 200 && ready.status === 200; i++) {
       await new Promise((r) => setTimeout(r, 20));
       ready = await send(probes, 'GET', '/readyz', '', adminPort);
     }
