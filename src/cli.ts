@@ -51,9 +51,19 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'serve') {
     const service = await startService(config, logger);
     const stop = async (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      await service.close();
-      process.exit(0);
+      logger.info({ signal, delayMs: config.shutdownDelayMs, graceMs: config.shutdownGraceMs }, 'shutting down: draining');
+      setTimeout(() => {
+        logger.error('shutdown grace period exceeded: exiting with requests still open');
+        process.exit(1);
+      }, config.shutdownGraceMs).unref();
+      try {
+        await service.close();
+        logger.info('shut down: connections closed, Redis and Postgres disconnected');
+        process.exit(0);
+      } catch (err) {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      }
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);

@@ -13,6 +13,8 @@ import { PasswordHasher } from './accounts/passwords.ts';
 import { authenticate, findActiveAccount } from './accounts/users.ts';
 import type { Config } from './config/index.ts';
 import { createAdminApp } from './http/admin-app.ts';
+import { collectFromDatabase, createMetrics, instrumentProvider, type Metrics } from './http/metrics.ts';
+import { drainable } from './http/shutdown.ts';
 import { createPublicApp } from './http/public-app.ts';
 import { keyPolicy } from './keys/lifecycle.ts';
 import { KeyRotation } from './keys/rotation.ts';
@@ -35,7 +37,7 @@ export type Stores = {
 };
 
 /** Postgres (or the embedded PGlite), Redis if configured, and the KEK. */
-export async function openStores(config: Config, logger: Logger): Promise<Stores> {
+export async function openStores(config: Config, logger: Logger, metrics?: Metrics): Promise<Stores> {
   let embedded: EmbeddedPostgres | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
@@ -47,7 +49,10 @@ export async function openStores(config: Config, logger: Logger): Promise<Stores
   let redis: Redis | undefined;
   if (config.redisUrl) {
     redis = createRedis(config.redisUrl, config.redisCommandTimeoutMs);
-    redis.on('error', (err) => logger.warn({ err: { message: err.message } }, 'redis error'));
+    redis.on('error', (err) => {
+      metrics?.redisErrors.inc({ kind: 'connection' });
+      logger.warn({ err: { message: err.message } }, 'redis error');
+    });
     await redis.connect();
   }
   const kek = config.keyEncryptionKey ?? (await developmentKek(config.dataDir, logger));
@@ -86,6 +91,8 @@ export type RunningService = {
   keys: KeyRotation;
   stores: Stores;
   tokenStore: RedisTokenStore | undefined;
+  metrics: Metrics;
+  /** Readiness turns 503 at once; requests are served SHUTDOWN_DELAY_MS more, then everything closes. */
   close(): Promise<void>;
 };
 
@@ -103,12 +110,16 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         '. Do not use this for real users. ***',
     );
   }
-  const stores = await openStores(config, logger);
+  const metrics = createMetrics();
+  const stores = await openStores(config, logger, metrics);
   const { db } = stores;
+  collectFromDatabase(metrics, db);
   const tokenStore = stores.redis ? new RedisTokenStore(stores.redis, config.redisKeyPrefix) : undefined;
   const memoryAdapter = tokenStore ? undefined : await loadMemoryAdapter();
   const clients = new ClientAdapter(db);
-  const hasher = new PasswordHasher(config.argon2);
+  const hasher = new PasswordHasher(config.argon2, (operation, seconds) =>
+    metrics.passwordHashDuration.observe({ operation }, seconds),
+  );
 
   // A new provider is built whenever the signing key changes (src/keys/rotation.ts):
   // attach provider listeners here, not to one instance.
@@ -130,21 +141,26 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         findAccount: (id) => findActiveAccount(db, id),
       });
       provider.on('server_error', (_ctx, err) => logger.error({ err }, 'oidc-provider server_error'));
+      instrumentProvider(provider, metrics);
       return provider;
     },
   });
   await keys.start();
+  let draining = false;
 
   const readiness = async () => {
     const [postgres, redis] = await Promise.all([
       db.$queryRaw`SELECT 1`.then(() => true, () => false),
       stores.redis ? stores.redis.ping().then(() => true, () => false) : Promise.resolve(true),
     ]);
-    return { postgres, redis };
+    if (!postgres) metrics.postgresErrors.inc({ kind: 'readiness' });
+    if (!redis) metrics.redisErrors.inc({ kind: 'readiness' });
+    return { postgres, redis, signingKey: keys.activeKid !== '', notDraining: !draining };
   };
 
   const publicServer = createPublicApp(keys, logger, keys.jwks()).listen(config.port, config.host);
-  const adminServer = createAdminApp(readiness).listen(config.adminPort, config.host);
+  const adminServer = createAdminApp(readiness, { logger, registry: metrics.registry }).listen(config.adminPort, config.host);
+  const [publicDrain, adminDrain] = [drainable(publicServer), drainable(adminServer)];
   await Promise.all([once(publicServer, 'listening'), once(adminServer, 'listening')]);
   const url = (s: Server) => `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${(s.address() as AddressInfo).port}`;
   logger.info({ public: url(publicServer), admin: url(adminServer), issuer: config.issuer }, 'identity service listening');
@@ -158,19 +174,19 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     keys,
     stores,
     tokenStore,
+    metrics,
     async close() {
       keys.stop();
-      await Promise.all([closeServer(publicServer), closeServer(adminServer)]);
+      draining = true;
+      publicDrain.startDraining();
+      adminDrain.startDraining();
+      if (config.shutdownDelayMs) await new Promise((r) => setTimeout(r, config.shutdownDelayMs));
+      // The admin port closes last: probes keep seeing 503 while requests finish.
+      await publicDrain.close();
+      await adminDrain.close();
       await stores.close();
     },
   };
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
-  });
 }
 
 // oidc-provider's own in-memory adapter, for development without Redis.

@@ -1,7 +1,9 @@
 // Test harness: every test file gets its own Postgres database (migrated with
 // the real migrations), its own Redis key prefix and a real HTTP server on
 // loopback. Nothing is mocked.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import pg from 'pg';
@@ -156,3 +158,37 @@ export async function postForm(
 
 export const basic = (id: string, secret: string) =>
   `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+
+/** A redis-server of the test's own on a loopback port, which it may stop and restart. */
+export class OwnRedis {
+  readonly port: number;
+  #proc: ChildProcess | undefined;
+
+  constructor(port: number) {
+    this.port = port;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    this.#proc = proc;
+    let out = '';
+    for await (const chunk of proc.stdout!) {
+      out += chunk;
+      if (out.includes('Ready to accept connections')) break;
+    }
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.#proc;
+    if (!proc || proc.exitCode !== null) return;
+    const exited = once(proc, 'exit');
+    proc.kill('SIGKILL');
+    await exited;
+  }
+}

@@ -2,41 +2,20 @@
 // served, and service resumes by itself when Redis returns. Uses its own
 // redis-server so that stopping it cannot disturb other tests.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { after, before, test } from 'node:test';
-import { basic, freePort, postForm, startTestService, type TestService } from './helpers.ts';
+import { basic, freePort, OwnRedis, postForm, startTestService, type TestService } from './helpers.ts';
 
-let port: number;
-let redis: ChildProcess | undefined;
+let redis: OwnRedis;
 let svc: TestService;
 
-async function startRedis(): Promise<void> {
-  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  for await (const chunk of redis.stdout!) {
-    out += chunk;
-    if (out.includes('Ready to accept connections')) break;
-  }
-}
-
-async function stopRedis(): Promise<void> {
-  if (!redis || redis.exitCode !== null) return;
-  const exited = once(redis, 'exit');
-  redis.kill('SIGKILL');
-  await exited;
-}
-
 before(async () => {
-  port = await freePort();
-  await startRedis();
-  svc = await startTestService({ REDIS_URL: `redis://127.0.0.1:${port}` });
+  redis = new OwnRedis(await freePort());
+  await redis.start();
+  svc = await startTestService({ REDIS_URL: redis.url });
 });
 after(async () => {
   await svc.stop();
-  await stopRedis();
+  await redis.stop();
 });
 
 test('Redis down → 503 within 2 s, nothing issued, JWKS served; back up → tokens again', async () => {
@@ -48,7 +27,7 @@ test('Redis down → 503 within 2 s, nothing issued, JWKS served; back up → to
   const before = await login();
   assert.equal(before.status, 200, before.text);
 
-  await stopRedis();
+  await redis.stop();
 
   const down = await login();
   assert.equal(down.status, 503, down.text);
@@ -68,7 +47,7 @@ test('Redis down → 503 within 2 s, nothing issued, JWKS served; back up → to
   const jwks = await fetch(`${svc.config.issuer}/jwks`);
   assert.equal(jwks.status, 200);
 
-  await startRedis();
+  await redis.start();
   const deadline = Date.now() + 10_000;
   let again = await login();
   while (again.status !== 200 && Date.now() < deadline) {

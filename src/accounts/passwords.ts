@@ -7,12 +7,27 @@ export const MAX_PASSWORD_BYTES = 1024;
 
 export type Argon2Params = Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
 
+/** Observes how long each hash or verification took (the metrics histogram). */
+export type HashTimer = (operation: 'hash' | 'verify', seconds: number) => void;
+
+async function timed<T>(timer: HashTimer | undefined, operation: 'hash' | 'verify', work: () => Promise<T>): Promise<T> {
+  if (!timer) return work();
+  const started = performance.now();
+  try {
+    return await work();
+  } finally {
+    timer(operation, (performance.now() - started) / 1000);
+  }
+}
+
 export class PasswordHasher {
   readonly #options: { type: 0 | 1 | 2; memoryCost: number; timeCost: number; parallelism: number };
+  readonly #timer: HashTimer | undefined;
   #dummy: Promise<string> | undefined;
 
-  constructor(params: Argon2Params) {
+  constructor(params: Argon2Params, timer?: HashTimer) {
     this.#options = { type: argon2.argon2id, ...params };
+    this.#timer = timer;
   }
 
   /** Passwords are compared in Unicode NFC so that NFC and NFD input match. */
@@ -21,7 +36,7 @@ export class PasswordHasher {
   }
 
   hash(password: string): Promise<string> {
-    return argon2.hash(PasswordHasher.normalize(password), this.#options);
+    return timed(this.#timer, 'hash', () => argon2.hash(PasswordHasher.normalize(password), this.#options));
   }
 
   /**
@@ -34,7 +49,7 @@ export class PasswordHasher {
     const target = hash && !tooLong ? hash : await this.#dummyHash();
     const candidate = tooLong ? '' : PasswordHasher.normalize(password);
     try {
-      const ok = await argon2.verify(target, candidate);
+      const ok = await timed(this.#timer, 'verify', () => argon2.verify(target, candidate));
       return ok && !!hash && !tooLong;
     } catch {
       return false; // an unparsable stored hash never authenticates

@@ -61,6 +61,8 @@ const schema = z
     ARGON2_MEMORY_KIB: z.coerce.number().int().min(7168).max(4 * 1024 * 1024).default(19_456),
     ARGON2_TIME_COST: z.coerce.number().int().min(1).max(20).default(2),
     ARGON2_PARALLELISM: z.coerce.number().int().min(1).max(16).default(1),
+    SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(0),
+    SHUTDOWN_GRACE_MS: z.coerce.number().int().min(1000).max(300_000).default(20_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine((env, ctx) => {
@@ -70,6 +72,9 @@ const schema = z
         path: ['REFRESH_TOKEN_IDLE_TTL'],
         message: 'must not exceed REFRESH_TOKEN_ABSOLUTE_TTL',
       });
+    }
+    if (env.SHUTDOWN_DELAY_MS >= env.SHUTDOWN_GRACE_MS) {
+      ctx.addIssue({ code: 'custom', path: ['SHUTDOWN_DELAY_MS'], message: 'must be less than SHUTDOWN_GRACE_MS' });
     }
     if (env.ARGON2_MEMORY_KIB * env.ARGON2_TIME_COST < ARGON2_MIN_COST_KIB_PASSES) {
       ctx.addIssue({
@@ -122,6 +127,8 @@ export type Config = Readonly<{
   refreshTokenAbsoluteTtl: number;
   argon2: Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
   logLevel: string;
+  shutdownDelayMs: number;
+  shutdownGraceMs: number;
 }>;
 
 /** Parses and validates the environment; throws a ServiceError naming every bad variable. */
@@ -161,5 +168,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       parallelism: e.ARGON2_PARALLELISM,
     }),
     logLevel: e.LOG_LEVEL,
+    shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
   });
 }

@@ -3,9 +3,9 @@
 import express, { type ErrorRequestHandler } from 'express';
 import helmet from 'helmet';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pinoHttp } from 'pino-http';
 import type { Logger } from '../log.ts';
 import { jsonErrorHandler } from './errors.ts';
+import { requestLogger } from './request-log.ts';
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -14,22 +14,7 @@ export function createPublicApp(provider: { callback(): NodeHandler }, logger: L
   const app = express();
   app.disable('x-powered-by');
   app.use(helmet());
-  app.use(
-    pinoHttp({
-      logger,
-      quietReqLogger: true,
-      // Method, path and status only: never bodies, query strings or headers.
-      serializers: {
-        req: (req: { id: unknown; method: string; url: string; remoteAddress?: string }) => ({
-          id: req.id,
-          method: req.method,
-          path: req.url.split('?')[0],
-          remoteAddress: req.remoteAddress,
-        }),
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-      },
-    }),
-  );
+  app.use(requestLogger(logger));
 
   // RFC 8414 metadata: the same document as OpenID discovery, which
   // oidc-provider serves and keeps in step with its configuration.

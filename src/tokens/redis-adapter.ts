@@ -26,7 +26,7 @@ export class StoreUnavailable extends errors.OIDCProviderError {
 }
 
 /** A refresh token presented a second time: the whole grant is revoked. */
-class RefreshTokenReused extends errors.InvalidGrant {
+export class RefreshTokenReused extends errors.InvalidGrant {
   constructor() {
     super('refresh token already used');
   }
