@@ -67,12 +67,14 @@ export async function refreshThroughFailover(svc: TestService, failover: () => P
   const outcomes: Record<string, number> = {};
   let healed = false;
   let stopped = false;
+  let slowestFailure = 0;
   const deadline = Date.now() + 90_000;
   const refreshLoop = async (f: Family) => {
     for (let attempt = 0; attempt < 2000 && Date.now() < deadline && !stopped; attempt++) {
       const res = await token({ grant_type: 'refresh_token', refresh_token: f.tokens.at(-1)! });
       const outcome = `${res.status} ${String(res.body.error ?? '')}`.trim();
       outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+      if (res.status !== 200) slowestFailure = Math.max(slowestFailure, res.ms);
       if (res.status === 200) {
         assert.match(res.body.refresh_token as string, /^[A-Za-z0-9_-]{43,}$/);
         f.tokens.push(res.body.refresh_token as string);
@@ -104,6 +106,8 @@ export async function refreshThroughFailover(svc: TestService, failover: () => P
   await loops;
 
   assert.ok(Object.keys(outcomes).some((o) => o !== '200'), `no request failed during the switch: ${JSON.stringify(outcomes)}`);
+  // Coarse fail-fast check (the target is ~2 s): nothing waits for the failover.
+  assert.ok(slowestFailure < 5000, `a failed request took ${Math.round(slowestFailure)} ms`);
   assert.ok(families.every((f) => f.dead || f.okAfter >= 3), `some families never refreshed again: ${JSON.stringify(outcomes)}`);
 
   // Service is back: a new login refreshes.
@@ -117,5 +121,5 @@ export async function refreshThroughFailover(svc: TestService, failover: () => P
     if (f.dead) assert.equal(active.length, 0, 'a revoked family still has a live refresh token');
     else assert.deepEqual(active, [f.tokens.at(-1)], "a surviving family's newest token is not the live one");
   }
-  return outcomes;
+  return { ...outcomes, slowestFailureMs: Math.round(slowestFailure) };
 }
