@@ -9,11 +9,12 @@
 // stored payload drops `jti`; a Redis dump or MONITOR never shows a usable
 // refresh token.
 //
-// Redis Cluster: a token key, its grant index and its account index lie in
-// different hash slots (the braces are hash tags: an index and nothing else
-// shares its slot). So no command names two keys, the consume script touches
-// one key, and a write spanning keys goes through execBySlot: one pipeline on
-// a single node, one pipeline per key in parallel on a Cluster.
+// Redis Cluster: a token key cannot share a slot with its indexes (find()
+// knows only the token, not its grant), so a token key, its grant index and
+// its account index lie in different hash slots (the braces are hash tags).
+// Hence no command names two keys, the consume script touches one key, and a
+// write spanning keys goes through execBySlot: one pipeline on a single node,
+// one pipeline per key, in parallel, on a Cluster.
 import { createHash } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
 import { errors } from 'oidc-provider';
@@ -70,13 +71,16 @@ export class RedisTokenStore {
   /** Runs the consume script on the token's key: 0 = gone, 1 = consumed now, 2 = consumed before. */
   async consume(key: string): Promise<number> {
     if (!this.wait) return (this.redis as RedisClient & Consume).idpConsume(key, epoch());
+    // A consumed mark lost in a failover would bring the old token back next
+    // to its successor, so it is replicated before the refresh goes on.
     const pipe = this.redis.pipeline() as ChainableCommander & Consume;
     pipe.idpConsume(key, epoch());
     pipe.wait(this.wait.replicas, this.wait.timeoutMs);
-    const [[err, outcome], [waitErr, acks]] = (await pipe.exec()) as [Error | null, unknown][] as [[Error | null, number], [Error | null, unknown]];
-    if (err) throw err;
-    if (waitErr) throw waitErr;
-    if (outcome === 1) checkAcks(acks, this.wait);
+    const [consumed, waited] = (await pipe.exec()) ?? [];
+    const failed = [consumed, waited].find((r) => !r || r[0]);
+    if (failed) throw failed?.[0] ?? new Error('empty pipeline reply');
+    const outcome = Number(consumed![1]);
+    if (outcome === 1) checkAcks(waited![1], this.wait);
     return outcome;
   }
 
