@@ -6,7 +6,6 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
 import type { Configuration } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import { PasswordHasher } from './accounts/passwords.ts';
@@ -22,7 +21,7 @@ import type { Logger } from './log.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.ts';
 import { migrate } from './store/migrate.ts';
 import { createDb, type Db } from './store/postgres.ts';
-import { createRedis } from './store/redis.ts';
+import { createRedis, type RedisClient } from './store/redis.ts';
 import { ClientAdapter } from './tokens/clients.ts';
 import { createProvider } from './tokens/provider.ts';
 import { RedisTokenStore } from './tokens/redis-adapter.ts';
@@ -31,7 +30,7 @@ export type Stores = {
   db: Db;
   databaseUrl: string;
   embedded: EmbeddedPostgres | undefined;
-  redis: Redis | undefined;
+  redis: RedisClient | undefined;
   kek: Buffer;
   close(): Promise<void>;
 };
@@ -46,9 +45,9 @@ export async function openStores(config: Config, logger: Logger, metrics?: Metri
     await migrate(databaseUrl);
   }
   const db = createDb(databaseUrl, embedded ? 1 : config.databasePoolMax);
-  let redis: Redis | undefined;
-  if (config.redisUrl) {
-    redis = createRedis(config.redisUrl, config.redisCommandTimeoutMs);
+  let redis: RedisClient | undefined;
+  if (config.redisTopology) {
+    redis = createRedis(config.redisTopology, config.redisCommandTimeoutMs);
     redis.on('error', (err) => {
       metrics?.redisErrors.inc({ kind: 'connection' });
       logger.warn({ err: { message: err.message } }, 'redis error');
@@ -97,13 +96,13 @@ export type RunningService = {
 };
 
 export async function startService(config: Config, logger: Logger): Promise<RunningService> {
-  const development = !config.databaseUrl || !config.redisUrl;
+  const development = !config.databaseUrl || !config.redisTopology;
   if (development) {
     logger.warn(
       '*** DEVELOPMENT MODE: ' +
         [
           !config.databaseUrl && `embedded PGlite database under ${config.dataDir} (DATABASE_URL not set)`,
-          !config.redisUrl && 'in-memory token store, lost on restart, one process only (REDIS_URL not set)',
+          !config.redisTopology && 'in-memory token store, lost on restart, one process only (REDIS_URL not set)',
         ]
           .filter(Boolean)
           .join('; ') +
@@ -114,7 +113,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const stores = await openStores(config, logger, metrics);
   const { db } = stores;
   collectFromDatabase(metrics, db);
-  const tokenStore = stores.redis ? new RedisTokenStore(stores.redis, config.redisKeyPrefix) : undefined;
+  const tokenStore = stores.redis
+    ? new RedisTokenStore(stores.redis, config.redisKeyPrefix, {
+        replicas: config.redisWaitReplicas,
+        timeoutMs: Math.floor(config.redisCommandTimeoutMs / 2),
+      })
+    : undefined;
   const memoryAdapter = tokenStore ? undefined : await loadMemoryAdapter();
   const clients = new ClientAdapter(db);
   const hasher = new PasswordHasher(config.argon2, (operation, seconds) =>

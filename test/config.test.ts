@@ -57,3 +57,41 @@ test('key rotation settings: documented defaults, and a rotation interval shorte
   assert.throws(() => loadConfig({ KEY_SYNC_INTERVAL: '0' }), /KEY_SYNC_INTERVAL/);
   assert.throws(() => loadConfig({ OLD_KEY_ENCRYPTION_KEY: 'c2hvcnQ=' }), /OLD_KEY_ENCRYPTION_KEY: must be 32 bytes/);
 });
+
+test('Redis topology: one node, Sentinel or Cluster, exactly one of them', () => {
+  assert.deepEqual(loadConfig({ REDIS_URL: 'redis://r:6379' }).redisTopology, { kind: 'single', url: 'redis://r:6379' });
+  assert.equal(loadConfig({}).redisTopology, undefined);
+  const sentinel = loadConfig({
+    REDIS_SENTINELS: 's1:26379, s2:26379,[::1]:26380',
+    REDIS_SENTINEL_NAME: 'mymaster',
+    REDIS_PASSWORD: 'p',
+  }).redisTopology;
+  assert.deepEqual(sentinel, {
+    kind: 'sentinel',
+    sentinels: [
+      { host: 's1', port: 26379 },
+      { host: 's2', port: 26379 },
+      { host: '::1', port: 26380 },
+    ],
+    name: 'mymaster',
+    password: 'p',
+    sentinelPassword: undefined,
+  });
+  assert.deepEqual(loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000 10.0.0.2:7000' }).redisTopology, {
+    kind: 'cluster',
+    nodes: [
+      { host: '10.0.0.1', port: 7000 },
+      { host: '10.0.0.2', port: 7000 },
+    ],
+    password: undefined,
+  });
+  assert.throws(() => loadConfig({ REDIS_URL: 'redis://r', REDIS_CLUSTER_NODES: 'n:7000' }), /set only one of REDIS_URL, REDIS_CLUSTER_NODES/);
+  assert.throws(() => loadConfig({ REDIS_SENTINELS: 's1:26379' }), /REDIS_SENTINEL_NAME: is required/);
+  assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: 'n1' }), /REDIS_CLUSTER_NODES.*host:port/);
+  assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: 'n1:70000' }), /REDIS_CLUSTER_NODES.*port/);
+  assert.throws(() => loadConfig({ REDIS_KEY_PREFIX: 'idp:{x}:' }), /REDIS_KEY_PREFIX/);
+  assert.throws(() => loadConfig({ REDIS_WAIT_REPLICAS: '-1' }), /REDIS_WAIT_REPLICAS/);
+  const { REDIS_URL: _, ...withoutUrl } = production;
+  assert.doesNotThrow(() => loadConfig({ ...withoutUrl, REDIS_CLUSTER_NODES: 'n1:7000' }));
+  assert.doesNotThrow(() => loadConfig({ ...withoutUrl, REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'm' }));
+});

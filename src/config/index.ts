@@ -12,6 +12,29 @@ const optionalUrl = z
   .pipe(z.url().optional())
   .optional();
 
+// "host:port" list, comma or space separated; IPv6 hosts in brackets.
+const hostPorts = z
+  .string()
+  .trim()
+  .transform((v) => v.split(/[\s,]+/).filter(Boolean))
+  .pipe(
+    z.array(
+      z
+        .string()
+        .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be a list of host:port')
+        .transform((hp) => {
+          const at = hp.lastIndexOf(':');
+          return { host: hp.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(hp.slice(at + 1)) };
+        })
+        .refine((n) => n.port >= 1 && n.port <= 65535, 'port must be 1-65535'),
+    ),
+  )
+  .optional();
+const optionalSecret = z
+  .string()
+  .optional()
+  .transform((v) => (v ? v : undefined));
+
 // OWASP's argon2id equivalence set (m=47104/t=1 ... m=7168/t=5) all spend at
 // least this much memory × passes; below it a hash is cheaper than OWASP allows.
 const ARGON2_MIN_COST_KIB_PASSES = 7168 * 5;
@@ -26,7 +49,14 @@ const schema = z
     DATABASE_URL: optionalUrl,
     DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
     REDIS_URL: optionalUrl,
-    REDIS_KEY_PREFIX: z.string().max(64).default('idp:'),
+    REDIS_SENTINELS: hostPorts,
+    REDIS_SENTINEL_NAME: z.string().trim().optional().transform((v) => (v ? v : undefined)),
+    REDIS_SENTINEL_PASSWORD: optionalSecret,
+    REDIS_CLUSTER_NODES: hostPorts,
+    REDIS_PASSWORD: optionalSecret,
+    REDIS_WAIT_REPLICAS: z.coerce.number().int().min(0).max(16).default(0),
+    // Braces would become the Redis Cluster hash tag of every key (one slot).
+    REDIS_KEY_PREFIX: z.string().max(64).regex(/^[^{}]*$/, 'must not contain { or }').default('idp:'),
     REDIS_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(50).max(10_000).default(1000),
     DATA_DIR: z.string().min(1).default('./data'),
     KEY_ENCRYPTION_KEY: z
@@ -83,9 +113,18 @@ const schema = z
         message: `ARGON2_MEMORY_KIB × ARGON2_TIME_COST must be at least ${ARGON2_MIN_COST_KIB_PASSES} (OWASP minimum)`,
       });
     }
+    const topologies = (['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const).filter((n) => env[n]?.length);
+    if (topologies.length > 1) {
+      ctx.addIssue({ code: 'custom', path: [topologies[1]!], message: `set only one of ${topologies.join(', ')}` });
+    }
+    if (env.REDIS_SENTINELS?.length && !env.REDIS_SENTINEL_NAME) {
+      ctx.addIssue({ code: 'custom', path: ['REDIS_SENTINEL_NAME'], message: 'is required with REDIS_SENTINELS' });
+    }
     if (env.NODE_ENV === 'production') {
       for (const name of ['DATABASE_URL', 'REDIS_URL', 'KEY_ENCRYPTION_KEY', 'ISSUER'] as const) {
-        if (!env[name]) ctx.addIssue({ code: 'custom', path: [name], message: 'is required when NODE_ENV=production' });
+        if (name === 'REDIS_URL' && topologies.length) continue;
+        const message = name === 'REDIS_URL' ? 'is required when NODE_ENV=production (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES)' : 'is required when NODE_ENV=production';
+        if (!env[name]) ctx.addIssue({ code: 'custom', path: [name], message });
       }
     }
     for (const name of ['KEY_ENCRYPTION_KEY', 'OLD_KEY_ENCRYPTION_KEY'] as const) {
@@ -102,6 +141,13 @@ const schema = z
     }
   });
 
+export type HostPort = Readonly<{ host: string; port: number }>;
+export type RedisTopology = Readonly<
+  | { kind: 'single'; url: string }
+  | { kind: 'sentinel'; sentinels: readonly HostPort[]; name: string; password?: string; sentinelPassword?: string }
+  | { kind: 'cluster'; nodes: readonly HostPort[]; password?: string }
+>;
+
 export type Config = Readonly<{
   env: 'development' | 'production' | 'test';
   host: string;
@@ -111,8 +157,12 @@ export type Config = Readonly<{
   databaseUrl: string | undefined;
   databasePoolMax: number;
   redisUrl: string | undefined;
+  /** Where Redis is: one node (REDIS_URL), Sentinel, or Cluster; undefined = in-memory development store. */
+  redisTopology: RedisTopology | undefined;
   redisKeyPrefix: string;
   redisCommandTimeoutMs: number;
+  /** Replicas that must acknowledge a token write (WAIT) before the token is issued; 0 = do not wait. */
+  redisWaitReplicas: number;
   dataDir: string;
   keyEncryptionKey: Buffer | undefined;
   oldKeyEncryptionKey: Buffer | undefined;
@@ -148,8 +198,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     databasePoolMax: e.DATABASE_POOL_MAX,
     redisUrl: e.REDIS_URL,
+    redisTopology: redisTopology(e),
     redisKeyPrefix: e.REDIS_KEY_PREFIX,
     redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
+    redisWaitReplicas: e.REDIS_WAIT_REPLICAS,
     dataDir: e.DATA_DIR,
     keyEncryptionKey: e.KEY_ENCRYPTION_KEY ? Buffer.from(e.KEY_ENCRYPTION_KEY, 'base64') : undefined,
     oldKeyEncryptionKey: e.OLD_KEY_ENCRYPTION_KEY ? Buffer.from(e.OLD_KEY_ENCRYPTION_KEY, 'base64') : undefined,
@@ -171,4 +223,19 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
   });
+}
+
+function redisTopology(e: z.infer<typeof schema>): RedisTopology | undefined {
+  if (e.REDIS_URL) return { kind: 'single', url: e.REDIS_URL };
+  if (e.REDIS_SENTINELS?.length) {
+    return {
+      kind: 'sentinel',
+      sentinels: e.REDIS_SENTINELS,
+      name: e.REDIS_SENTINEL_NAME!,
+      password: e.REDIS_PASSWORD,
+      sentinelPassword: e.REDIS_SENTINEL_PASSWORD,
+    };
+  }
+  if (e.REDIS_CLUSTER_NODES?.length) return { kind: 'cluster', nodes: e.REDIS_CLUSTER_NODES, password: e.REDIS_PASSWORD };
+  return undefined;
 }

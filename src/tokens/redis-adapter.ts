@@ -7,11 +7,18 @@
 //   P oidc:account:{<accountId>}    set of the account's grant ids
 // Token values are bearer secrets, so a key holds only their SHA-256 and the
 // stored payload drops `jti`; a Redis dump or MONITOR never shows a usable
-// refresh token. Every multi-key write touches one key per command, so the
-// layout also works on Redis Cluster (the braces are hash tags).
+// refresh token.
+//
+// Redis Cluster: a token key cannot share a slot with its indexes (find()
+// knows only the token, not its grant), so a token key, its grant index and
+// its account index lie in different hash slots (the braces are hash tags).
+// Hence no command names two keys, the consume script touches one key, and a
+// write spanning keys goes through execBySlot: one pipeline on a single node,
+// one pipeline per key, in parallel, on a Cluster.
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import { errors } from 'oidc-provider';
+import { checkAcks, execBySlot, type RedisClient, type ReplicaWait, type SlotGroup } from '../store/redis.ts';
 
 type Payload = Record<string, unknown> & { grantId?: string; accountId?: string; consumed?: number };
 
@@ -42,14 +49,39 @@ return 2`;
 const hash = (value: string) => createHash('sha256').update(value).digest('base64url');
 const epoch = () => Math.floor(Date.now() / 1000);
 
-export class RedisTokenStore {
-  readonly redis: Redis;
-  readonly prefix: string;
+type Consume = { idpConsume(key: string, now: number): Promise<number> };
 
-  constructor(redis: Redis, prefix: string) {
+export class RedisTokenStore {
+  readonly redis: RedisClient;
+  readonly prefix: string;
+  /** Replicas that must hold a write before it counts (REDIS_WAIT_REPLICAS). */
+  readonly wait: ReplicaWait | undefined;
+
+  constructor(redis: RedisClient, prefix: string, wait?: ReplicaWait) {
     this.redis = redis;
     this.prefix = prefix;
+    this.wait = wait?.replicas ? wait : undefined;
     redis.defineCommand('idpConsume', { numberOfKeys: 1, lua: CONSUME });
+  }
+
+  write(groups: SlotGroup[]): Promise<unknown[]> {
+    return execBySlot(this.redis, groups, this.wait);
+  }
+
+  /** Runs the consume script on the token's key: 0 = gone, 1 = consumed now, 2 = consumed before. */
+  async consume(key: string): Promise<number> {
+    if (!this.wait) return (this.redis as RedisClient & Consume).idpConsume(key, epoch());
+    // A consumed mark lost in a failover would bring the old token back next
+    // to its successor, so it is replicated before the refresh goes on.
+    const pipe = this.redis.pipeline() as ChainableCommander & Consume;
+    pipe.idpConsume(key, epoch());
+    pipe.wait(this.wait.replicas, this.wait.timeoutMs);
+    const [consumed, waited] = (await pipe.exec()) ?? [];
+    const failed = [consumed, waited].find((r) => !r || r[0]);
+    if (failed) throw failed?.[0] ?? new Error('empty pipeline reply');
+    const outcome = Number(consumed![1]);
+    if (outcome === 1) checkAcks(waited![1], this.wait);
+    return outcome;
   }
 
   key(model: string, id: string): string {
@@ -68,10 +100,7 @@ export class RedisTokenStore {
   async revokeGrant(grantId: string): Promise<void> {
     const index = this.grantKey(grantId);
     const keys = await this.redis.smembers(index);
-    const pipe = this.redis.pipeline();
-    for (const k of keys) pipe.unlink(k);
-    pipe.unlink(this.key('Grant', grantId), index);
-    check(await pipe.exec());
+    await this.write([...keys, this.key('Grant', grantId), index].map((k) => (pipe) => pipe.unlink(k)));
   }
 
   /** Revokes every grant (and so every refresh token) of one account. */
@@ -79,7 +108,7 @@ export class RedisTokenStore {
     const index = this.accountKey(accountId);
     const grants = await this.redis.smembers(index);
     for (const grantId of grants) await this.revokeGrant(grantId);
-    await this.redis.unlink(index);
+    await this.write([(pipe) => pipe.unlink(index)]);
     return grants.length;
   }
 
@@ -88,16 +117,16 @@ export class RedisTokenStore {
   }
 }
 
-function check(results: [Error | null, unknown][] | null): void {
-  const failed = results?.find(([err]) => err);
-  if (failed) throw failed[0];
-}
-
-// Keeps an index key alive for as long as its longest-lived member (NX for a
-// new key, GT to only ever extend).
-function extend(pipe: ReturnType<Redis['pipeline']>, key: string, ttl: number): void {
-  pipe.expire(key, ttl, 'NX');
-  pipe.expire(key, ttl, 'GT');
+// Adds to an index set and keeps it alive for as long as its longest-lived
+// member (NX for a new key, GT to only ever extend).
+function indexGroup(key: string, member: string, ttl: number): SlotGroup {
+  return (pipe) => {
+    pipe.sadd(key, member);
+    if (ttl) {
+      pipe.expire(key, ttl, 'NX');
+      pipe.expire(key, ttl, 'GT');
+    }
+  };
 }
 
 export class RedisAdapter {
@@ -113,23 +142,16 @@ export class RedisAdapter {
     const { store, model } = this;
     const key = store.key(model, id);
     const { jti: _jti, ...stored } = payload;
-    await guard(async () => {
-      const pipe = store.redis.pipeline();
-      pipe.del(key);
-      pipe.hset(key, 'payload', JSON.stringify(stored));
-      if (expiresIn) pipe.expire(key, expiresIn);
-      if (payload.grantId) {
-        const index = store.grantKey(payload.grantId);
-        pipe.sadd(index, key);
-        if (expiresIn) extend(pipe, index, expiresIn);
-      }
-      if (model === 'Grant' && payload.accountId) {
-        const index = store.accountKey(payload.accountId);
-        pipe.sadd(index, id);
-        if (expiresIn) extend(pipe, index, expiresIn);
-      }
-      check(await pipe.exec());
-    });
+    const groups: SlotGroup[] = [
+      (pipe) => {
+        pipe.del(key);
+        pipe.hset(key, 'payload', JSON.stringify(stored));
+        if (expiresIn) pipe.expire(key, expiresIn);
+      },
+    ];
+    if (payload.grantId) groups.push(indexGroup(store.grantKey(payload.grantId), key, expiresIn));
+    if (model === 'Grant' && payload.accountId) groups.push(indexGroup(store.accountKey(payload.accountId), id, expiresIn));
+    await guard(() => store.write(groups));
   }
 
   async find(id: string): Promise<Payload | undefined> {
@@ -143,9 +165,7 @@ export class RedisAdapter {
   }
 
   async consume(id: string): Promise<void> {
-    const key = this.store.key(this.model, id);
-    const redis = this.store.redis as Redis & { idpConsume(key: string, now: number): Promise<number> };
-    const outcome = await guard(() => redis.idpConsume(key, epoch()));
+    const outcome = await guard(() => this.store.consume(this.store.key(this.model, id)));
     if (outcome === 2) {
       // Lost a race with another request presenting the same token, or a
       // replay: either way the token was used twice, so the family dies.
@@ -157,7 +177,8 @@ export class RedisAdapter {
   }
 
   async destroy(id: string): Promise<void> {
-    await guard(() => this.store.redis.unlink(this.store.key(this.model, id)));
+    const key = this.store.key(this.model, id);
+    await guard(() => this.store.write([(pipe) => pipe.unlink(key)]));
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {

@@ -1,0 +1,67 @@
+// Three replicas of the service (three servers on three ports) on one
+// Postgres database and one Redis prefix: any replica serves any request.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import * as oauth from 'openid-client';
+import { freshDatabase, startTestService, type TestService } from './helpers.ts';
+
+let db: Awaited<ReturnType<typeof freshDatabase>>;
+let replicas: TestService[] = [];
+
+before(async () => {
+  db = await freshDatabase();
+  const shared = { KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64'), REDIS_KEY_PREFIX: `test:${randomBytes(6).toString('hex')}:` };
+  replicas = await Promise.all([1, 2, 3].map(() => startTestService(shared, { databaseUrl: db.url })));
+});
+after(async () => {
+  await Promise.all(replicas.map((r) => r.close()));
+  await db?.drop();
+});
+
+async function setup() {
+  const [a, b, c] = replicas as [TestService, TestService, TestService];
+  const client = await a.client();
+  const user = await b.user();
+  const conf = await Promise.all([a, b, c].map((r) => r.oauth(client)));
+  const login = () => oauth.genericGrantRequest(conf[0]!, 'password', { username: user.email, password: user.password });
+  return { conf: conf as [oauth.Configuration, oauth.Configuration, oauth.Configuration], user, login };
+}
+
+test('three replicas on distinct ports', () => {
+  assert.equal(new Set(replicas.map((r) => r.publicUrl)).size, 3);
+});
+
+test('a token issued by one replica refreshes on another and introspects on the third', async () => {
+  const { conf, user, login } = await setup();
+  const issued = await login();
+  const refreshed = await oauth.refreshTokenGrant(conf[1], issued.refresh_token!);
+  const seen = await oauth.tokenIntrospection(conf[2], refreshed.refresh_token!);
+  assert.equal(seen.active, true);
+  assert.equal(seen.sub, user.id);
+  assert.equal((await oauth.tokenIntrospection(conf[2], issued.refresh_token!)).active, false);
+});
+
+test('reuse on one replica revokes the family everywhere', async () => {
+  const { conf, login } = await setup();
+  const first = await login();
+  const second = await oauth.refreshTokenGrant(conf[1], first.refresh_token!);
+  await assert.rejects(oauth.refreshTokenGrant(conf[2], first.refresh_token!), { error: 'invalid_grant' });
+  for (const c of conf) assert.equal((await oauth.tokenIntrospection(c, second.refresh_token!)).active, false);
+});
+
+test('parallel refreshes of one token spread over the replicas: exactly one succeeds', async () => {
+  const { conf, login } = await setup();
+  const { refresh_token: rt } = await login();
+  const results = await Promise.allSettled(Array.from({ length: 21 }, (_, i) => oauth.refreshTokenGrant(conf[i % 3]!, rt!)));
+  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+  for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { error?: string }).error, 'invalid_grant');
+});
+
+test('a token revoked on one replica is dead on the others', async () => {
+  const { conf, login } = await setup();
+  const { refresh_token: rt } = await login();
+  await oauth.tokenRevocation(conf[1], rt!);
+  assert.equal((await oauth.tokenIntrospection(conf[2], rt!)).active, false);
+  await assert.rejects(oauth.refreshTokenGrant(conf[0], rt!), { error: 'invalid_grant' });
+});
