@@ -17,7 +17,7 @@ const USAGE = `usage:
   identity serve
   identity migrate
   identity users create --email EMAIL --password-stdin [--roles admin,viewer]
-  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"]`;
+  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"] [--trusted-gateway]`;
 
 const list = (v: string | undefined, sep: RegExp) => (v ?? '').split(sep).map((s) => s.trim()).filter(Boolean);
 
@@ -79,7 +79,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'clients' && sub === 'create') {
     const { values } = parseArgs({
       args: rest,
-      options: { id: { type: 'string' }, 'grant-types': { type: 'string' }, scopes: { type: 'string' } },
+      options: { id: { type: 'string' }, 'grant-types': { type: 'string' }, scopes: { type: 'string' }, 'trusted-gateway': { type: 'boolean' } },
       strict: true,
     });
     const client = await withStores(config, ({ db }) =>
@@ -89,6 +89,7 @@ async function main(argv: string[]): Promise<number> {
           id: values.id ?? '',
           grantTypes: list(values['grant-types'], /,/) as GrantType[],
           scopes: list(values.scopes, /[\s,]+/),
+          trustedGateway: values['trusted-gateway'] === true,
         },
         config.scopes,
       ),

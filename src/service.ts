@@ -2,6 +2,7 @@
 // provider and the two HTTP apps, and knows how to shut all of it down.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { createServer } from 'node:http';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,13 +17,14 @@ import { createAdminApp } from './http/admin-app.ts';
 import { createPublicApp } from './http/public-app.ts';
 import { loadSigningKeys } from './keys/keystore.ts';
 import type { Logger } from './log.ts';
+import { createSecurityEvents, guardedAuthentication, hardenProvider, type SecurityEvents } from './security/index.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.ts';
 import { migrate } from './store/migrate.ts';
 import { createDb, type Db } from './store/postgres.ts';
 import { createRedis } from './store/redis.ts';
 import { ClientAdapter } from './tokens/clients.ts';
 import { createProvider } from './tokens/provider.ts';
-import { RedisTokenStore } from './tokens/redis-adapter.ts';
+import { guard, RedisTokenStore } from './tokens/redis-adapter.ts';
 
 export type Stores = {
   db: Db;
@@ -83,6 +85,8 @@ export type RunningService = {
   provider: Provider;
   stores: Stores;
   tokenStore: RedisTokenStore | undefined;
+  /** Security events (logins, throttling, refresh reuse): subscribe for audit and metrics. */
+  events: SecurityEvents;
   close(): Promise<void>;
 };
 
@@ -102,7 +106,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   }
   const stores = await openStores(config, logger);
   const { db } = stores;
-  const tokenStore = stores.redis ? new RedisTokenStore(stores.redis, config.redisKeyPrefix) : undefined;
+  const events = createSecurityEvents(logger);
+  const tokenStore = stores.redis
+    ? new RedisTokenStore(stores.redis, config.redisKeyPrefix, { events, graceSeconds: config.abuse.refreshReuseGraceSeconds })
+    : undefined;
   const memoryAdapter = tokenStore ? undefined : await loadMemoryAdapter();
   const clients = new ClientAdapter(db);
   const hasher = new PasswordHasher(config.argon2);
@@ -113,9 +120,18 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     signingKeys: await loadSigningKeys(db, stores.kek, config.signingAlg),
     adapter: ((model: string) =>
       model === 'Client' ? clients : tokenStore ? tokenStore.adapterFor(model) : new memoryAdapter!(model)) as never,
-    authenticate: (username, password) => authenticate(db, hasher, username, password),
-    findAccount: (id) => findActiveAccount(db, id),
+    authenticate: guardedAuthentication({
+      config,
+      events,
+      redis: stores.redis,
+      hasher,
+      authenticate: (username, password) => authenticate(db, hasher, username, password),
+    }),
+    // Refresh re-reads the user (a disabled user cannot refresh): Postgres
+    // down means 503 for refresh too, never a token for a stale account.
+    findAccount: (id) => guard(() => findActiveAccount(db, id)),
   });
+  hardenProvider(provider, config, tokenStore);
   provider.on('server_error', (_ctx, err) => logger.error({ err }, 'oidc-provider server_error'));
 
   const readiness = async () => {
@@ -126,7 +142,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     return { postgres, redis };
   };
 
-  const publicServer = createPublicApp(provider, logger).listen(config.port, config.host);
+  const publicServer = createServer(
+    { maxHeaderSize: config.http.maxHeaderBytes },
+    createPublicApp(provider, logger, { trustProxyHops: config.trustProxyHops, maxBodyBytes: config.http.maxBodyBytes }),
+  ).listen(config.port, config.host);
   const adminServer = createAdminApp(readiness).listen(config.adminPort, config.host);
   await Promise.all([once(publicServer, 'listening'), once(adminServer, 'listening')]);
   const url = (s: Server) => `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${(s.address() as AddressInfo).port}`;
@@ -138,6 +157,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     provider,
     stores,
     tokenStore,
+    events,
     async close() {
       await Promise.all([closeServer(publicServer), closeServer(adminServer)]);
       await stores.close();

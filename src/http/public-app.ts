@@ -6,10 +6,16 @@ import type Provider from 'oidc-provider';
 import { pinoHttp } from 'pino-http';
 import type { Logger } from '../log.ts';
 import { jsonErrorHandler } from './errors.ts';
+import { inputHardening } from './input-hardening.ts';
 
-export function createPublicApp(provider: Provider, logger: Logger): express.Express {
+export function createPublicApp(
+  provider: Provider,
+  logger: Logger,
+  opts: { trustProxyHops: number; maxBodyBytes: number } = { trustProxyHops: 0, maxBodyBytes: 16_384 },
+): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  app.set('trust proxy', opts.trustProxyHops);
   app.use(helmet());
   app.use(
     pinoHttp({
@@ -35,7 +41,8 @@ export function createPublicApp(provider: Provider, logger: Logger): express.Exp
     next();
   });
 
-  // oidc-provider parses its own bodies: no express body parser before it.
+  // oidc-provider parses its own bodies; this only validates them first.
+  app.use(inputHardening(opts.maxBodyBytes));
   app.use(provider.callback());
   app.use(jsonErrorHandler(logger) as ErrorRequestHandler);
   return app;

@@ -12,6 +12,8 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { errors } from 'oidc-provider';
+import type { SecurityEvents } from '../security/events.ts';
+import { RefreshReuse } from './refresh-grace.ts';
 
 type Payload = Record<string, unknown> & { grantId?: string; accountId?: string; consumed?: number };
 
@@ -45,11 +47,22 @@ const epoch = () => Math.floor(Date.now() / 1000);
 export class RedisTokenStore {
   readonly redis: Redis;
   readonly prefix: string;
+  readonly reuse: RefreshReuse;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: Redis, prefix: string, opts: { events?: SecurityEvents; graceSeconds?: number } = {}) {
     this.redis = redis;
     this.prefix = prefix;
     redis.defineCommand('idpConsume', { numberOfKeys: 1, lua: CONSUME });
+    this.reuse = new RefreshReuse({
+      redis,
+      prefix,
+      graceSeconds: opts.graceSeconds ?? 0,
+      events: opts.events,
+      isLive: async (token) => {
+        const [json, consumed] = await redis.hmget(this.key('RefreshToken', token), 'payload', 'consumed');
+        return !!json && !consumed;
+      },
+    });
   }
 
   key(model: string, id: string): string {
@@ -133,6 +146,14 @@ export class RedisAdapter {
   }
 
   async find(id: string): Promise<Payload | undefined> {
+    const payload = await this.#read(id);
+    // oidc-provider revokes the grant when it finds a consumed refresh token,
+    // unless the grace window replays the previous response instead.
+    if (payload?.consumed && this.model === 'RefreshToken') await guard(() => this.store.reuse.onReuse(id, payload));
+    return payload;
+  }
+
+  async #read(id: string): Promise<Payload | undefined> {
     const stored = await guard(() => this.store.redis.hmget(this.store.key(this.model, id), 'payload', 'consumed'));
     const [json, consumed] = stored;
     if (!json) return undefined;
@@ -148,8 +169,10 @@ export class RedisAdapter {
     const outcome = await guard(() => redis.idpConsume(key, epoch()));
     if (outcome === 2) {
       // Lost a race with another request presenting the same token, or a
-      // replay: either way the token was used twice, so the family dies.
-      const payload = await this.find(id);
+      // replay: either way the token was used twice, so the family dies
+      // (unless it is the grace window's case: the same client retrying).
+      const payload = await this.#read(id);
+      if (payload && this.model === 'RefreshToken') await guard(() => this.store.reuse.onReuse(id, payload, 1000));
       if (payload?.grantId) await guard(() => this.store.revokeGrant(payload.grantId as string));
       throw new RefreshTokenReused();
     }
@@ -174,7 +197,7 @@ export class RedisAdapter {
   }
 }
 
-async function guard<T>(op: () => Promise<T>): Promise<T> {
+export async function guard<T>(op: () => Promise<T>): Promise<T> {
   try {
     return await op();
   } catch (err) {
