@@ -172,7 +172,7 @@ export class RedisAdapter {
       // replay: either way the token was used twice, so the family dies
       // (unless it is the grace window's case: the same client retrying).
       const payload = await this.#read(id);
-      if (payload && this.model === 'RefreshToken') await guard(() => this.store.reuse.onReuse(id, payload, 1000));
+      if (payload && this.model === 'RefreshToken') await guard(() => this.store.reuse.onReuse(id, payload));
       if (payload?.grantId) await guard(() => this.store.revokeGrant(payload.grantId as string));
       throw new RefreshTokenReused();
     }

@@ -38,7 +38,7 @@ function keyFor(token: string, clientId: string): Buffer {
   return Buffer.from(hkdfSync('sha256', token, 'identity refresh grace', clientId, 32));
 }
 
-export type ConsumedToken = { clientId?: unknown; grantId?: unknown; accountId?: unknown };
+export type ConsumedToken = { clientId?: unknown; grantId?: unknown; accountId?: unknown; consumed?: number };
 
 export class RefreshReuse {
   readonly #redis: Redis;
@@ -94,15 +94,17 @@ export class RefreshReuse {
   /**
    * A consumed refresh token was presented. Throws GraceReplay when the grace
    * window applies; otherwise emits `refresh.reuse` and returns, and the
-   * caller revokes the grant. `waitMs`: how long to wait for the response of
-   * a rotation still in flight (a parallel request with the same token).
+   * caller revokes the grant. A token consumed within the window but whose
+   * response is not remembered yet (a parallel request still rotating it) is
+   * waited for, up to one second.
    */
-  async onReuse(presented: string, token: ConsumedToken, waitMs = 0): Promise<void> {
+  async onReuse(presented: string, token: ConsumedToken): Promise<void> {
     const ctx = currentCtx();
     const request = refreshRequest(ctx);
     if (!request) return; // introspection or revocation of a consumed token: not a reuse
-    if (this.#graceSeconds && request.clientId === token.clientId) {
-      const deadline = Date.now() + waitMs;
+    const consumedAgo = Date.now() / 1000 - (token.consumed ?? 0);
+    if (this.#graceSeconds && request.clientId === token.clientId && consumedAgo <= this.#graceSeconds + 1) {
+      const deadline = Date.now() + 1000;
       let body = await this.#recall(presented, request.clientId);
       while (!body && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 50));
