@@ -65,7 +65,7 @@ const schema = z
     LOGIN_BLOCK_BASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(1),
     LOGIN_BLOCK_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(900),
     LOGIN_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(3600),
-    LOGIN_USER_MAX_FAILURES: z.coerce.number().int().min(1).max(100_000).default(50),
+    LOGIN_USER_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(50),
     LOGIN_IP_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(200),
     LOGIN_SPRAY_ALERT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
     MAX_CONCURRENT_HASHES: z.coerce.number().int().min(1).max(256).default(4),
