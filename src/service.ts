@@ -112,6 +112,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     : undefined;
   const memoryAdapter = tokenStore ? undefined : await loadMemoryAdapter();
   const clients = new ClientAdapter(db);
+  // Postgres unreachable while authenticating a client: 503, never a 500.
+  const clientStore = { find: (id: string) => guard(() => clients.find(id)), upsert: () => clients.upsert(), destroy: () => clients.destroy() };
   const hasher = new PasswordHasher(config.argon2);
 
   const provider = createProvider({
@@ -119,7 +121,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     scopes: config.scopes,
     signingKeys: await loadSigningKeys(db, stores.kek, config.signingAlg),
     adapter: ((model: string) =>
-      model === 'Client' ? clients : tokenStore ? tokenStore.adapterFor(model) : new memoryAdapter!(model)) as never,
+      model === 'Client' ? clientStore : tokenStore ? tokenStore.adapterFor(model) : new memoryAdapter!(model)) as never,
     authenticate: guardedAuthentication({
       config,
       events,
