@@ -46,10 +46,11 @@ export function probabilityOfSuperiority(a: number[], b: number[]): number {
 /** Records every security event the service emits, by name. */
 export function recordEvents(svc: TestService): Map<string, object[]> {
   const seen = new Map<string, object[]>();
-  const emit = svc.events.emit.bind(svc.events);
-  svc.events.emit = ((name: string, detail: object) => {
+  const emitter = svc.events as unknown as { emit(name: string, detail: object): boolean };
+  const emit = emitter.emit.bind(emitter);
+  emitter.emit = (name, detail) => {
     seen.set(name, [...(seen.get(name) ?? []), detail]);
-    return emit(name as never, detail as never);
-  }) as typeof svc.events.emit;
+    return emit(name, detail);
+  };
   return seen;
 }
