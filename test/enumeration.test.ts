@@ -46,7 +46,7 @@ test('unknown, wrong password, disabled and throttled: same status, same bytes, 
   assert.equal(answers.wrong.body.error, 'invalid_grant');
 });
 
-test('unknown-user and wrong-password response times are indistinguishable (interleaved samples)', async () => {
+test('unknown-user and wrong-password response times are indistinguishable (interleaved samples)', async (t) => {
   const users = await Promise.all([svc.user(), svc.user(), svc.user(), svc.user()]);
   // Warm-up: the dummy hash is created lazily on the first unknown user.
   await passwordLogin(svc, gw, 'warmup@example.com', 'x');
@@ -70,5 +70,6 @@ test('unknown-user and wrong-password response times are indistinguishable (inte
   // a loaded two-core machine (40 samples: one standard error ≈ 0.065).
   const p = probabilityOfSuperiority(unknown, wrong);
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  t.diagnostic(`P(unknown slower) = ${p.toFixed(3)}, medians ${median(unknown).toFixed(1)} / ${median(wrong).toFixed(1)} ms`);
   assert.ok(p > 0.2 && p < 0.8, `P(unknown slower than wrong) = ${p.toFixed(3)}; medians ${median(unknown).toFixed(1)} vs ${median(wrong).toFixed(1)} ms`);
 });
