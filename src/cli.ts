@@ -19,7 +19,7 @@ const USAGE = `usage:
   identity serve
   identity migrate
   identity users create --email EMAIL --password-stdin [--roles admin,viewer]
-  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"]
+  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"] [--trusted-gateway]
   identity keys list
   identity keys rotate          publish a successor key; it signs after JWKS_MAX_AGE + KEY_SYNC_INTERVAL
   identity keys revoke KID      emergency: unpublish KID now (tokens it signed stop verifying)
@@ -95,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'clients' && sub === 'create') {
     const { values } = parseArgs({
       args: rest,
-      options: { id: { type: 'string' }, 'grant-types': { type: 'string' }, scopes: { type: 'string' } },
+      options: { id: { type: 'string' }, 'grant-types': { type: 'string' }, scopes: { type: 'string' }, 'trusted-gateway': { type: 'boolean' } },
       strict: true,
     });
     const client = await withStores(config, ({ db }) =>
@@ -105,6 +105,7 @@ async function main(argv: string[]): Promise<number> {
           id: values.id ?? '',
           grantTypes: list(values['grant-types'], /,/) as GrantType[],
           scopes: list(values.scopes, /[\s,]+/),
+          trustedGateway: values['trusted-gateway'] === true,
         },
         config.scopes,
       ),

@@ -2,6 +2,7 @@
 // provider and the two HTTP apps, and knows how to shut all of it down.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { createServer } from 'node:http';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,19 +13,21 @@ import { PasswordHasher } from './accounts/passwords.ts';
 import { authenticate, findActiveAccount } from './accounts/users.ts';
 import type { Config } from './config/index.ts';
 import { createAdminApp } from './http/admin-app.ts';
-import { collectFromDatabase, createMetrics, instrumentProvider, type Metrics } from './http/metrics.ts';
+import { collectFromDatabase, countSecurityEvents, createMetrics, instrumentProvider, type Metrics } from './http/metrics.ts';
 import { drainable } from './http/shutdown.ts';
 import { createPublicApp } from './http/public-app.ts';
 import { keyPolicy } from './keys/lifecycle.ts';
 import { KeyRotation } from './keys/rotation.ts';
 import type { Logger } from './log.ts';
+import { HashGate } from './security/hash-gate.ts';
+import { createSecurityEvents, guardedAuthentication, hardenProvider, type SecurityEvents } from './security/index.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.ts';
 import { migrate } from './store/migrate.ts';
 import { createDb, type Db } from './store/postgres.ts';
 import { createRedis, type RedisClient } from './store/redis.ts';
 import { ClientAdapter } from './tokens/clients.ts';
 import { createProvider } from './tokens/provider.ts';
-import { RedisTokenStore } from './tokens/redis-adapter.ts';
+import { guard, RedisTokenStore } from './tokens/redis-adapter.ts';
 
 export type Stores = {
   db: Db;
@@ -92,6 +95,8 @@ export type RunningService = {
   tokenStore: RedisTokenStore | undefined;
   metrics: Metrics;
   /** Readiness turns 503 at once; requests are served SHUTDOWN_DELAY_MS more, then everything closes. */
+  /** Security events (logins, throttling, refresh reuse): subscribe for audit and metrics. */
+  events: SecurityEvents;
   close(): Promise<void>;
 };
 
@@ -109,21 +114,36 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         '. Do not use this for real users. ***',
     );
   }
-  const metrics = createMetrics();
+  const gate = new HashGate(config.abuse.maxConcurrentHashes);
+  const metrics = createMetrics({ hashesInFlight: () => gate.inFlight });
   const stores = await openStores(config, logger, metrics);
   const { db } = stores;
   collectFromDatabase(metrics, db);
+  const events = createSecurityEvents(logger);
+  countSecurityEvents(events, metrics);
   const tokenStore = stores.redis
     ? new RedisTokenStore(stores.redis, config.redisKeyPrefix, {
-        replicas: config.redisWaitReplicas,
-        timeoutMs: Math.floor(config.redisCommandTimeoutMs / 2),
+        wait: { replicas: config.redisWaitReplicas, timeoutMs: Math.floor(config.redisCommandTimeoutMs / 2) },
+        events,
+        graceSeconds: config.abuse.refreshReuseGraceSeconds,
       })
     : undefined;
   const memoryAdapter = tokenStore ? undefined : await loadMemoryAdapter();
   const clients = new ClientAdapter(db);
+  // Postgres unreachable while authenticating a client: 503, never a 500.
+  const clientStore = { find: (id: string) => guard(() => clients.find(id)), upsert: () => clients.upsert(), destroy: () => clients.destroy() };
   const hasher = new PasswordHasher(config.argon2, (operation, seconds) =>
     metrics.passwordHashDuration.observe({ operation }, seconds),
   );
+  // Built once: throttling state and the hash gate outlive provider rebuilds.
+  const guardedAuthenticate = guardedAuthentication({
+    config,
+    events,
+    redis: stores.redis,
+    hasher,
+    gate,
+    authenticate: (username, password) => authenticate(db, hasher, username, password),
+  });
 
   // A new provider is built whenever the signing key changes (src/keys/rotation.ts):
   // attach provider listeners here, not to one instance.
@@ -140,10 +160,13 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         scopes: config.scopes,
         signingKeys: [signingKey],
         adapter: ((model: string) =>
-          model === 'Client' ? clients : tokenStore ? tokenStore.adapterFor(model) : new memoryAdapter!(model)) as never,
-        authenticate: (username, password) => authenticate(db, hasher, username, password),
-        findAccount: (id) => findActiveAccount(db, id),
+          model === 'Client' ? clientStore : tokenStore ? tokenStore.adapterFor(model) : new memoryAdapter!(model)) as never,
+        authenticate: guardedAuthenticate,
+        // Refresh re-reads the user (a disabled user cannot refresh): Postgres
+        // down means 503 for refresh too, never a token for a stale account.
+        findAccount: (id) => guard(() => findActiveAccount(db, id)),
       });
+      hardenProvider(provider, config, tokenStore);
       provider.on('server_error', (_ctx, err) => logger.error({ err }, 'oidc-provider server_error'));
       instrumentProvider(provider, metrics);
       return provider;
@@ -162,7 +185,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     return { postgres, redis, signingKey: keys.activeKid !== '', notDraining: !draining };
   };
 
-  const publicServer = createPublicApp(keys, logger, keys.jwks()).listen(config.port, config.host);
+  const publicServer = createServer(
+    { maxHeaderSize: config.http.maxHeaderBytes },
+    createPublicApp(keys, logger, keys.jwks(), { trustProxyHops: config.trustProxyHops, maxBodyBytes: config.http.maxBodyBytes }),
+  ).listen(config.port, config.host);
   const adminServer = createAdminApp(readiness, { logger, registry: metrics.registry }).listen(config.adminPort, config.host);
   const [publicDrain, adminDrain] = [drainable(publicServer), drainable(adminServer)];
   await Promise.all([once(publicServer, 'listening'), once(adminServer, 'listening')]);
@@ -179,6 +205,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     stores,
     tokenStore,
     metrics,
+    events,
     async close() {
       keys.stop();
       draining = true;

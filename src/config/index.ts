@@ -94,6 +94,24 @@ const schema = z
     SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(0),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(1000).max(300_000).default(20_000),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    // Abuse resistance (see SECURITY.md).
+    TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+    CORS_ORIGINS: z
+      .string()
+      .default('')
+      .transform((v) => [...new Set(v.split(/[\s,]+/).filter(Boolean))])
+      .pipe(z.array(z.url().refine((u) => new URL(u).origin === u, 'must be an origin: scheme://host[:port]'))),
+    LOGIN_FREE_FAILURES: z.coerce.number().int().min(1).max(100).default(5),
+    LOGIN_BLOCK_BASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(1),
+    LOGIN_BLOCK_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(900),
+    LOGIN_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(3600),
+    LOGIN_USER_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(50),
+    LOGIN_IP_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(200),
+    LOGIN_SPRAY_ALERT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
+    MAX_CONCURRENT_HASHES: z.coerce.number().int().min(1).max(256).default(4),
+    REFRESH_REUSE_GRACE_SECONDS: z.coerce.number().int().min(0).max(60).default(0),
+    HTTP_MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(65_536).default(8192),
+    HTTP_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(56 * 1024).default(16_384),
   })
   .superRefine((env, ctx) => {
     if (env.REFRESH_TOKEN_IDLE_TTL > env.REFRESH_TOKEN_ABSOLUTE_TTL) {
@@ -179,6 +197,20 @@ export type Config = Readonly<{
   logLevel: string;
   shutdownDelayMs: number;
   shutdownGraceMs: number;
+  trustProxyHops: number;
+  corsOrigins: readonly string[];
+  abuse: Readonly<{
+    freeFailures: number;
+    blockBaseSeconds: number;
+    blockMaxSeconds: number;
+    failureWindowSeconds: number;
+    userMaxFailures: number;
+    ipMaxFailures: number;
+    sprayAlertPerMinute: number;
+    maxConcurrentHashes: number;
+    refreshReuseGraceSeconds: number;
+  }>;
+  http: Readonly<{ maxHeaderBytes: number; maxBodyBytes: number }>;
 }>;
 
 /** Parses and validates the environment; throws a ServiceError naming every bad variable. */
@@ -222,6 +254,20 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    trustProxyHops: e.TRUST_PROXY_HOPS,
+    corsOrigins: Object.freeze(e.CORS_ORIGINS),
+    abuse: Object.freeze({
+      freeFailures: e.LOGIN_FREE_FAILURES,
+      blockBaseSeconds: e.LOGIN_BLOCK_BASE_SECONDS,
+      blockMaxSeconds: e.LOGIN_BLOCK_MAX_SECONDS,
+      failureWindowSeconds: e.LOGIN_FAILURE_WINDOW_SECONDS,
+      userMaxFailures: e.LOGIN_USER_MAX_FAILURES,
+      ipMaxFailures: e.LOGIN_IP_MAX_FAILURES,
+      sprayAlertPerMinute: e.LOGIN_SPRAY_ALERT_PER_MINUTE,
+      maxConcurrentHashes: e.MAX_CONCURRENT_HASHES,
+      refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
+    }),
+    http: Object.freeze({ maxHeaderBytes: e.HTTP_MAX_HEADER_BYTES, maxBodyBytes: e.HTTP_MAX_BODY_BYTES }),
   });
 }
 

@@ -6,11 +6,13 @@ import { errors } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import type { Db } from '../store/postgres.ts';
 import { isDbUnavailable } from '../store/postgres.ts';
+import type { SecurityEvents } from '../security/events.ts';
 import { RefreshTokenReused, StoreUnavailable } from '../tokens/redis-adapter.ts';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-export function createMetrics() {
+/** `hashesInFlight`: read at scrape time (the login hash gate's counter). */
+export function createMetrics(opts: { hashesInFlight?: () => number } = {}) {
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry });
@@ -33,6 +35,9 @@ export function createMetrics() {
       name: 'password_hashes_in_flight',
       help: 'Password hash computations running or queued right now',
       registers,
+      collect() {
+        if (opts.hashesInFlight) this.set(opts.hashesInFlight());
+      },
     }),
     passwordHashesShed: new Counter({
       name: 'password_hashes_shed_total',
@@ -131,4 +136,11 @@ export function instrumentProvider(provider: Provider, metrics: Metrics): void {
     if (ctx.oidc?.route === 'token') metrics.tokenRequests.inc({ grant_type: grantTypeOf(ctx), outcome: 'server_error' });
     if (isDbUnavailable(err)) metrics.postgresErrors.inc({ kind: 'request' });
   });
+}
+
+/** Rate-limit blocks and shed logins, from the security events (src/security/events.ts). */
+export function countSecurityEvents(events: SecurityEvents, metrics: Metrics): void {
+  events.on('login.throttled', ({ scope }) => metrics.rateLimitBlocks.inc({ limiter: scope }));
+  events.on('login.rate_limited', () => metrics.rateLimitBlocks.inc({ limiter: 'ip' }));
+  events.on('login.shed', () => metrics.passwordHashesShed.inc());
 }

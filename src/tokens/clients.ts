@@ -17,6 +17,7 @@ export const clientInput = z.object({
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, ".", "_" or "-", at most 64, starting alphanumeric'),
   grantTypes: z.array(z.enum(GRANT_TYPES)).min(1),
   scopes: z.array(z.string().regex(scopeToken, 'not a valid scope token')).default([]),
+  trustedGateway: z.boolean().default(false),
 });
 export type ClientInput = z.input<typeof clientInput>;
 
@@ -31,14 +32,15 @@ export function secretMatches(storedHash: string | undefined, presented: string)
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-export type ClientView = { client_id: string; grant_types: string[]; scope: string; created_at: string };
+export type ClientView = { client_id: string; grant_types: string[]; scope: string; trusted_gateway: boolean; created_at: string };
 
-type ClientRow = { id: string; grantTypes: string[]; scope: string; createdAt: Date };
+type ClientRow = { id: string; grantTypes: string[]; scope: string; trustedGateway: boolean; createdAt: Date };
 
 const view = (row: ClientRow): ClientView => ({
   client_id: row.id,
   grant_types: row.grantTypes,
   scope: row.scope,
+  trusted_gateway: row.trustedGateway,
   created_at: row.createdAt.toISOString(),
 });
 
@@ -55,7 +57,7 @@ export async function createClient(
       field: String(issue.path[0] ?? ''),
     });
   }
-  const { id, grantTypes, scopes } = parsed.data;
+  const { id, grantTypes, scopes, trustedGateway } = parsed.data;
   const unknown = scopes.filter((s) => !knownScopes.includes(s));
   if (unknown.length) {
     throw new ServiceError('validation_failed', `unknown scope ${unknown.join(', ')}; add it to SCOPES first`, {
@@ -65,7 +67,7 @@ export async function createClient(
   const secret = randomBytes(32).toString('base64url');
   try {
     const row = await db.client.create({
-      data: { id, secretHash: hashSecret(secret), grantTypes: [...new Set(grantTypes)], scope: scopes.join(' ') },
+      data: { id, secretHash: hashSecret(secret), grantTypes: [...new Set(grantTypes)], scope: scopes.join(' '), trustedGateway },
     });
     return { ...view(row), client_secret: secret };
   } catch (err) {
@@ -77,7 +79,7 @@ export async function createClient(
 }
 
 /** oidc-provider's view of a client (RFC 7591 metadata). */
-export function toClientMetadata(row: { id: string; secretHash: string; grantTypes: string[]; scope: string }) {
+export function toClientMetadata(row: { id: string; secretHash: string; grantTypes: string[]; scope: string; trustedGateway?: boolean }) {
   return {
     client_id: row.id,
     // Not the secret: its digest. compareClientSecret hashes what is presented.
@@ -87,6 +89,7 @@ export function toClientMetadata(row: { id: string; secretHash: string; grantTyp
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_basic',
     ...(row.scope ? { scope: row.scope } : {}),
+    trusted_gateway: row.trustedGateway === true,
   };
 }
 

@@ -8,12 +8,14 @@
 // confidential first-party clients an admin has allowed it. See README.
 import { errors, type KoaContextWithOIDC, type Provider, type ResourceServer as ResourceServerInfo } from 'oidc-provider';
 import type { Account } from '../accounts/users.ts';
+import type { LoginClient } from '../security/login-guard.ts';
 
 export const PASSWORD_GRANT_PARAMS = ['username', 'password', 'scope'];
 
 export type PasswordGrantDeps = {
   audience: string;
-  authenticate(username: string, password: string): Promise<Account | null>;
+  /** Checks the credentials behind the abuse defences (src/security/login-guard.ts). */
+  authenticate(ctx: KoaContextWithOIDC, client: LoginClient, username: string, password: string): Promise<Account | null>;
   resourceServerInfo(ctx: KoaContextWithOIDC, resource: string, client: unknown): Promise<ResourceServerInfo>;
 };
 
@@ -33,8 +35,8 @@ export function passwordGrant(provider: Provider, deps: PasswordGrantDeps) {
     if (denied.length) throw new errors.InvalidScope('requested scope is not allowed', denied.join(' '));
     const scope = requested.join(' ');
 
-    const account = await deps.authenticate(params.username!, params.password!);
-    // One message for every failure: unknown user, wrong password, inactive.
+    const account = await deps.authenticate(ctx, client as unknown as LoginClient, params.username!, params.password!);
+    // One message for every failure: unknown user, wrong password, inactive, throttled.
     if (!account) throw new errors.InvalidGrant('invalid credentials');
     ctx.oidc.entity('Account', account as never);
 

@@ -7,7 +7,7 @@ import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'o
 import type { Account } from '../accounts/users.ts';
 import type { Config } from '../config/index.ts';
 import { secretMatches } from './clients.ts';
-import { passwordGrant, PASSWORD_GRANT_PARAMS } from './password-grant.ts';
+import { passwordGrant, PASSWORD_GRANT_PARAMS, type PasswordGrantDeps } from './password-grant.ts';
 
 export type ProviderDeps = {
   config: Config;
@@ -15,7 +15,7 @@ export type ProviderDeps = {
   signingKeys: JWK[];
   /** Adapter factory: Redis in production, oidc-provider's memory store in development. */
   adapter: NonNullable<Configuration['adapter']>;
-  authenticate(username: string, password: string): Promise<Account | null>;
+  authenticate: PasswordGrantDeps['authenticate'];
   findAccount(id: string): Promise<Account | null>;
 };
 
@@ -48,8 +48,15 @@ export function createProvider(deps: ProviderDeps): Provider {
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
     responseTypes: ['none'],
     clientDefaults: { id_token_signed_response_alg: config.signingAlg, grant_types: [], response_types: [] },
-    // No browser-based clients: token endpoints send no CORS allowance.
-    clientBasedCORS: () => false,
+    // CORS is off unless CORS_ORIGINS lists the origin (see src/http/cors.ts).
+    clientBasedCORS: (_ctx, origin) => config.corsOrigins.includes(origin),
+    // Marks gateways allowed to send the end user's IP (src/security/client-ip.ts).
+    extraClientMetadata: {
+      properties: ['trusted_gateway'],
+      validator(_ctx, key, value) {
+        if (key === 'trusted_gateway' && value !== undefined && typeof value !== 'boolean') throw new errors.InvalidClientMetadata('trusted_gateway must be a boolean');
+      },
+    },
     enabledJWA: {
       authorizationSigningAlgValues: [config.signingAlg],
       idTokenSigningAlgValues: [config.signingAlg],
@@ -101,7 +108,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     async extraTokenClaims(ctx, token) {
       if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
       const account = (ctx?.oidc.entities.Account as unknown as Account | undefined) ?? (await deps.findAccount(token.accountId));
-      return { roles: account?.roles ?? [] };
+      // grant_id lets a gateway drop a revoked login's access tokens early.
+      return { roles: account?.roles ?? [], ...(token.grantId ? { grant_id: token.grantId } : {}) };
     },
     async renderError(ctx, out) {
       ctx.type = 'json';

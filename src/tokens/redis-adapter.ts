@@ -19,6 +19,8 @@ import { createHash } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
 import { errors } from 'oidc-provider';
 import { checkAcks, execBySlot, type RedisClient, type ReplicaWait, type SlotGroup } from '../store/redis.ts';
+import type { SecurityEvents } from '../security/events.ts';
+import { RefreshReuse } from './refresh-grace.ts';
 
 type Payload = Record<string, unknown> & { grantId?: string; accountId?: string; consumed?: number };
 
@@ -51,17 +53,34 @@ const epoch = () => Math.floor(Date.now() / 1000);
 
 type Consume = { idpConsume(key: string, now: number): Promise<number> };
 
+export type TokenStoreOptions = {
+  /** Replicas that must hold a write before it counts (REDIS_WAIT_REPLICAS). */
+  wait?: ReplicaWait;
+  events?: SecurityEvents;
+  graceSeconds?: number;
+};
+
 export class RedisTokenStore {
   readonly redis: RedisClient;
   readonly prefix: string;
-  /** Replicas that must hold a write before it counts (REDIS_WAIT_REPLICAS). */
   readonly wait: ReplicaWait | undefined;
+  readonly reuse: RefreshReuse;
 
-  constructor(redis: RedisClient, prefix: string, wait?: ReplicaWait) {
+  constructor(redis: RedisClient, prefix: string, opts: TokenStoreOptions = {}) {
     this.redis = redis;
     this.prefix = prefix;
-    this.wait = wait?.replicas ? wait : undefined;
+    this.wait = opts.wait?.replicas ? opts.wait : undefined;
     redis.defineCommand('idpConsume', { numberOfKeys: 1, lua: CONSUME });
+    this.reuse = new RefreshReuse({
+      redis,
+      prefix,
+      graceSeconds: opts.graceSeconds ?? 0,
+      events: opts.events,
+      isLive: async (token) => {
+        const [json, consumed] = await redis.hmget(this.key('RefreshToken', token), 'payload', 'consumed');
+        return !!json && !consumed;
+      },
+    });
   }
 
   write(groups: SlotGroup[]): Promise<unknown[]> {
@@ -155,6 +174,14 @@ export class RedisAdapter {
   }
 
   async find(id: string): Promise<Payload | undefined> {
+    const payload = await this.#read(id);
+    // oidc-provider revokes the grant when it finds a consumed refresh token,
+    // unless the grace window replays the previous response instead.
+    if (payload?.consumed && this.model === 'RefreshToken') await guard(() => this.store.reuse.onReuse(id, payload));
+    return payload;
+  }
+
+  async #read(id: string): Promise<Payload | undefined> {
     const stored = await guard(() => this.store.redis.hmget(this.store.key(this.model, id), 'payload', 'consumed'));
     const [json, consumed] = stored;
     if (!json) return undefined;
@@ -168,8 +195,10 @@ export class RedisAdapter {
     const outcome = await guard(() => this.store.consume(this.store.key(this.model, id)));
     if (outcome === 2) {
       // Lost a race with another request presenting the same token, or a
-      // replay: either way the token was used twice, so the family dies.
-      const payload = await this.find(id);
+      // replay: either way the token was used twice, so the family dies
+      // (unless it is the grace window's case: the same client retrying).
+      const payload = await this.#read(id);
+      if (payload && this.model === 'RefreshToken') await guard(() => this.store.reuse.onReuse(id, payload));
       if (payload?.grantId) await guard(() => this.store.revokeGrant(payload.grantId as string));
       throw new RefreshTokenReused();
     }
@@ -195,7 +224,7 @@ export class RedisAdapter {
   }
 }
 
-async function guard<T>(op: () => Promise<T>): Promise<T> {
+export async function guard<T>(op: () => Promise<T>): Promise<T> {
   try {
     return await op();
   } catch (err) {

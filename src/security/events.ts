@@ -1,0 +1,60 @@
+// Security events: one typed hook that the password grant, the login guard
+// and the refresh-token store emit on. Every event is logged here (outcome
+// codes and identifiers, never a username, password or token); audit events
+// and metrics subscribe to the same bus.
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log.ts';
+
+type Source = { clientId: string; ip: string };
+
+export type SecurityEventMap = {
+  /** Every password login attempt ends in exactly one of these five. */
+  'login.succeeded': [Source & { accountId: string }];
+  'login.failed': [Source];
+  /** Account (username + IP, or username) throttled: answered like a failure. */
+  'login.throttled': [Source & { scope: 'account_ip' | 'account'; retryAfterSeconds: number }];
+  /** Too many failures from one IP: 429. */
+  'login.rate_limited': [Source & { retryAfterSeconds: number }];
+  /** Too many password hashes in flight: 503. */
+  'login.shed': [Source];
+  /** Redis or Postgres unreachable: 503. */
+  'login.unavailable': [Source];
+  /** The failure rate across all accounts crossed the alert threshold (password spraying). */
+  'login.spraying_suspected': [{ failuresPerMinute: number }];
+  /** A trusted-gateway header sent by a client that is not a trusted gateway. */
+  'gateway.forwarded_ip_ignored': [{ clientId: string }];
+  /** A rotated refresh token presented again: its whole grant is revoked. */
+  'refresh.reuse': [{ clientId: string | undefined; grantId: string | undefined; accountId: string | undefined }];
+  /** The immediate predecessor presented again within the grace window: same response replayed. */
+  'refresh.grace_replay': [{ clientId: string; grantId: string | undefined }];
+};
+
+export type SecurityEventName = keyof SecurityEventMap;
+
+export class SecurityEvents extends EventEmitter<SecurityEventMap> {}
+
+// Every event name with its log level; a missing name is a type error.
+const LEVEL: Record<SecurityEventName, 'info' | 'warn'> = {
+  'login.succeeded': 'info',
+  'login.failed': 'info',
+  'login.throttled': 'warn',
+  'login.rate_limited': 'warn',
+  'login.shed': 'warn',
+  'login.unavailable': 'warn',
+  'login.spraying_suspected': 'warn',
+  'gateway.forwarded_ip_ignored': 'warn',
+  'refresh.reuse': 'warn',
+  'refresh.grace_replay': 'info',
+};
+
+export const SECURITY_EVENT_NAMES = Object.keys(LEVEL) as SecurityEventName[];
+
+/** Logs every security event as one line: `{event, outcome, ...ids}`. */
+export function logSecurityEvents(events: SecurityEvents, logger: Logger): void {
+  for (const name of SECURITY_EVENT_NAMES) {
+    events.on(name, (detail: object) => {
+      const line = { event: 'security', outcome: name, ...detail };
+      logger[LEVEL[name]](line, name);
+    });
+  }
+}

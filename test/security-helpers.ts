@@ -1,0 +1,56 @@
+// Helpers for the abuse-resistance tests (see SECURITY.md for the mapping).
+import { createClient } from '../src/tokens/clients.ts';
+import { basic, postForm, type TestService } from './helpers.ts';
+
+export type TestClient = { id: string; secret: string };
+
+/** A client an admin marked as a trusted gateway (may send X-End-User-IP). */
+export async function trustedGateway(svc: TestService, grantTypes = ['password', 'refresh_token'] as const): Promise<TestClient> {
+  const c = await createClient(
+    svc.stores.db,
+    { id: `gw-${Math.random().toString(36).slice(2, 10)}`, grantTypes: [...grantTypes], scopes: ['api:read'], trustedGateway: true },
+    svc.config.scopes,
+  );
+  return { id: c.client_id, secret: c.client_secret };
+}
+
+export function passwordLogin(svc: TestService, client: TestClient, username: string, password: string, headers: Record<string, string> = {}) {
+  return postForm(
+    `${svc.config.issuer}/token`,
+    { grant_type: 'password', username, password },
+    { authorization: basic(client.id, client.secret), ...headers },
+  );
+}
+
+export function refresh(svc: TestService, client: TestClient, refreshToken: string) {
+  return postForm(
+    `${svc.config.issuer}/token`,
+    { grant_type: 'refresh_token', refresh_token: refreshToken },
+    { authorization: basic(client.id, client.secret) },
+  );
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Mann-Whitney's common-language effect size: the probability that a value
+ * from `a` exceeds one from `b` (ties count half). 0.5 when the two
+ * distributions are the same; near 0 or 1 when one is systematically slower.
+ */
+export function probabilityOfSuperiority(a: number[], b: number[]): number {
+  let wins = 0;
+  for (const x of a) for (const y of b) wins += x > y ? 1 : x === y ? 0.5 : 0;
+  return wins / (a.length * b.length);
+}
+
+/** Records every security event the service emits, by name. */
+export function recordEvents(svc: TestService): Map<string, object[]> {
+  const seen = new Map<string, object[]>();
+  const emitter = svc.events as unknown as { emit(name: string, detail: object): boolean };
+  const emit = emitter.emit.bind(emitter);
+  emitter.emit = (name, detail) => {
+    seen.set(name, [...(seen.get(name) ?? []), detail]);
+    return emit(name, detail);
+  };
+  return seen;
+}

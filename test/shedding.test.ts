@@ -1,0 +1,60 @@
+// CPU protection: with logins saturating the password hashers, excess logins
+// are shed at once with 503 + Retry-After, while JWKS and refresh (which hash
+// nothing) keep answering.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { startTestService, type TestService } from './helpers.ts';
+import { passwordLogin, recordEvents, refresh, trustedGateway, type TestClient } from './security-helpers.ts';
+
+let svc: TestService;
+let gw: TestClient;
+before(async () => {
+  // A costly hash (≈ 0.1-0.2 s here) and two at a time at most.
+  svc = await startTestService({ MAX_CONCURRENT_HASHES: '2', ARGON2_MEMORY_KIB: '65536', ARGON2_TIME_COST: '3' });
+  gw = await trustedGateway(svc);
+});
+after(() => svc.stop());
+
+test('logins beyond the bound are shed with 503; JWKS and refresh keep flowing', async () => {
+  const events = recordEvents(svc);
+  const u = await svc.user();
+  const first = await passwordLogin(svc, gw, u.email, u.password);
+  assert.equal(first.status, 200);
+  let rt = first.body.refresh_token as string;
+
+  let stop = false;
+  const statuses: number[] = [];
+  // 8 concurrent login loops, each user from its own address (no throttling).
+  const load = Array.from({ length: 8 }, async (_, w) => {
+    for (let i = 0; !stop && i < 200; i++) {
+      const r = await passwordLogin(svc, gw, u.email, u.password, { 'x-end-user-ip': `10.30.${w}.${i % 250}` });
+      statuses.push(r.status);
+      if (r.status === 503) {
+        assert.equal(r.body.error, 'temporarily_unavailable');
+        assert.ok(Number(r.headers.get('retry-after')) >= 1);
+      }
+    }
+  });
+
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now();
+      const jwks = await fetch(`${svc.config.issuer}/jwks`);
+      const jwksMs = performance.now() - started;
+      assert.equal(jwks.status, 200);
+      assert.ok(jwksMs < 2000, `JWKS took ${jwksMs} ms under login load`);
+      const next = await refresh(svc, gw, rt);
+      assert.equal(next.status, 200, next.text);
+      assert.ok(next.ms < 2000, `refresh took ${next.ms} ms under login load`);
+      rt = next.body.refresh_token as string;
+    }
+  } finally {
+    stop = true;
+    await Promise.all(load);
+  }
+  assert.ok(statuses.includes(200), 'some logins succeed');
+  assert.ok(statuses.includes(503), 'excess logins are shed');
+  assert.deepEqual([...new Set(statuses)].sort(), [200, 503]);
+  assert.ok(events.get('login.shed')?.length);
+});
