@@ -187,7 +187,11 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
 
   const publicServer = createServer(
     { maxHeaderSize: config.http.maxHeaderBytes },
-    createPublicApp(keys, logger, keys.jwks(), { trustProxyHops: config.trustProxyHops, maxBodyBytes: config.http.maxBodyBytes }),
+    createPublicApp(keys, logger, keys.jwks(), {
+      trustProxyHops: config.trustProxyHops,
+      maxBodyBytes: config.http.maxBodyBytes,
+      corsOrigins: config.corsOrigins,
+    }),
   ).listen(config.port, config.host);
   const adminServer = createAdminApp(readiness, { logger, registry: metrics.registry }).listen(config.adminPort, config.host);
   const [publicDrain, adminDrain] = [drainable(publicServer), drainable(adminServer)];

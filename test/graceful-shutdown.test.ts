@@ -73,6 +73,8 @@ before(async () => {
     KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     SHUTDOWN_DELAY_MS: '1000',
     SHUTDOWN_GRACE_MS: String(GRACE_MS),
+    // This test is about draining, not load shedding: let all 16 logins hash.
+    MAX_CONCURRENT_HASHES: '32',
     LOG_LEVEL: 'info',
   };
   server = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -15,7 +15,11 @@ export function createPublicApp(
   provider: { callback(): NodeHandler },
   logger: Logger,
   jwks?: NodeHandler,
-  opts: { trustProxyHops: number; maxBodyBytes: number } = { trustProxyHops: 0, maxBodyBytes: 16_384 },
+  opts: { trustProxyHops: number; maxBodyBytes: number; corsOrigins: readonly string[] } = {
+    trustProxyHops: 0,
+    maxBodyBytes: 16_384,
+    corsOrigins: [],
+  },
 ): express.Express {
   const app = express();
   app.disable('x-powered-by');
@@ -30,10 +34,20 @@ export function createPublicApp(
     next();
   });
 
-  if (jwks) app.get('/jwks', (req, res) => jwks(req, res));
-
   // oidc-provider parses its own bodies; this only validates them first.
   app.use(inputHardening(opts.maxBodyBytes));
+
+  if (jwks) {
+    // Same CORS rule as the provider's routes (provider-headers.ts): only
+    // allow-listed origins, echoed alone, never with credentials.
+    const allowed = new Set(opts.corsOrigins);
+    app.get('/jwks', (req, res) => {
+      const origin = req.headers.origin;
+      if (origin && allowed.has(origin)) res.setHeader('Access-Control-Allow-Origin', origin);
+      if (allowed.size) res.setHeader('Vary', 'Origin');
+      jwks(req, res);
+    });
+  }
   app.use(provider.callback());
   app.use(jsonErrorHandler(logger) as ErrorRequestHandler);
   return app;
