@@ -5,6 +5,7 @@
 //   identity clients create --id ID --grant-types password,refresh_token [--scopes "a b"]
 import { parseArgs } from 'node:util';
 import { PasswordHasher } from './accounts/passwords.ts';
+import { checkPassword } from './accounts/policy.ts';
 import { createUser } from './accounts/users.ts';
 import { loadConfig, type Config } from './config/index.ts';
 import { ServiceError } from './errors.ts';
@@ -69,8 +70,12 @@ async function main(argv: string[]): Promise<number> {
     });
     if (!values.email || !values['password-stdin']) throw new ServiceError('validation_failed', `missing option\n${USAGE}`);
     const password = await readStdin();
+    checkPassword(config.passwordPolicy, password, { email: values.email });
+    const roles = list(values.roles, /,/);
+    const unknownRoles = roles.filter((r) => !config.roles.includes(r));
+    if (unknownRoles.length) throw new ServiceError('validation_failed', `unknown role ${unknownRoles.join(', ')} (ROLES: ${config.roles.join(', ')})`);
     const user = await withStores(config, ({ db }) =>
-      createUser(db, new PasswordHasher(config.argon2), { email: values.email!, password, roles: list(values.roles, /,/) }),
+      createUser(db, new PasswordHasher(config.argon2), { email: values.email!, password, roles }),
     );
     console.log(JSON.stringify(user, null, 2));
     return 0;

@@ -10,7 +10,9 @@ import type { Redis } from 'ioredis';
 import type { Configuration } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import { PasswordHasher } from './accounts/passwords.ts';
-import { authenticate, findActiveAccount } from './accounts/users.ts';
+import { memorySessions, redisSessions } from './accounts/sessions.ts';
+import { findActiveAccount } from './accounts/users.ts';
+import { createAccountsModule, type AccountsModule } from './admin/module.ts';
 import type { Config } from './config/index.ts';
 import { createAdminApp } from './http/admin-app.ts';
 import { createPublicApp } from './http/public-app.ts';
@@ -83,6 +85,7 @@ export type RunningService = {
   provider: Provider;
   stores: Stores;
   tokenStore: RedisTokenStore | undefined;
+  accounts: AccountsModule;
   close(): Promise<void>;
 };
 
@@ -103,20 +106,23 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const stores = await openStores(config, logger);
   const { db } = stores;
   const tokenStore = stores.redis ? new RedisTokenStore(stores.redis, config.redisKeyPrefix) : undefined;
-  const memoryAdapter = tokenStore ? undefined : await loadMemoryAdapter();
+  const memory = tokenStore ? undefined : memorySessions((await loadMemoryAdapter()) as never);
   const clients = new ClientAdapter(db);
   const hasher = new PasswordHasher(config.argon2);
+  const accounts = createAccountsModule({ config, db, hasher, sessions: memory ?? redisSessions(tokenStore!), logger });
+  await accounts.bootstrap();
 
   const provider = createProvider({
     config,
     scopes: config.scopes,
     signingKeys: await loadSigningKeys(db, stores.kek, config.signingAlg),
     adapter: ((model: string) =>
-      model === 'Client' ? clients : tokenStore ? tokenStore.adapterFor(model) : new memoryAdapter!(model)) as never,
-    authenticate: (username, password) => authenticate(db, hasher, username, password),
+      model === 'Client' ? clients : tokenStore ? tokenStore.adapterFor(model) : memory!.adapterFor(model)) as never,
+    authenticate: accounts.authenticate,
     findAccount: (id) => findActiveAccount(db, id),
   });
   provider.on('server_error', (_ctx, err) => logger.error({ err }, 'oidc-provider server_error'));
+  provider.on('grant.error', accounts.onGrantError);
 
   const readiness = async () => {
     const [postgres, redis] = await Promise.all([
@@ -126,8 +132,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     return { postgres, redis };
   };
 
-  const publicServer = createPublicApp(provider, logger).listen(config.port, config.host);
-  const adminServer = createAdminApp(readiness).listen(config.adminPort, config.host);
+  const publicServer = createPublicApp(provider, logger, accounts.selfServiceRouter).listen(config.port, config.host);
+  const adminServer = createAdminApp(readiness, { router: accounts.adminRouter, logger }).listen(config.adminPort, config.host);
   await Promise.all([once(publicServer, 'listening'), once(adminServer, 'listening')]);
   const url = (s: Server) => `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${(s.address() as AddressInfo).port}`;
   logger.info({ public: url(publicServer), admin: url(adminServer), issuer: config.issuer }, 'identity service listening');
@@ -138,6 +144,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     provider,
     stores,
     tokenStore,
+    accounts,
     async close() {
       await Promise.all([closeServer(publicServer), closeServer(adminServer)]);
       await stores.close();

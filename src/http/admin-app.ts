@@ -2,10 +2,12 @@
 // for now; the admin API and metrics mount here too.
 import express from 'express';
 import helmet from 'helmet';
+import type { Logger } from '../log.ts';
+import { jsonErrorHandler } from './errors.ts';
 
 export type Readiness = () => Promise<Record<string, boolean>>;
 
-export function createAdminApp(readiness: Readiness): express.Express {
+export function createAdminApp(readiness: Readiness, api?: { router: express.Router; logger: Logger }): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(helmet());
@@ -19,8 +21,10 @@ export function createAdminApp(readiness: Readiness): express.Express {
   };
   app.get(['/health/alive', '/livez'], alive);
   app.get(['/health/ready', '/readyz'], ready);
+  if (api) app.use('/admin', api.router);
   app.use((_req, res) => {
     res.status(404).json({ error: 'not_found', message: 'no such route' });
   });
+  if (api) app.use(jsonErrorHandler(api.logger) as express.ErrorRequestHandler);
   return app;
 }

@@ -7,7 +7,7 @@ import { pinoHttp } from 'pino-http';
 import type { Logger } from '../log.ts';
 import { jsonErrorHandler } from './errors.ts';
 
-export function createPublicApp(provider: Provider, logger: Logger): express.Express {
+export function createPublicApp(provider: Provider, logger: Logger, accountRoutes?: express.Router): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(helmet());
@@ -34,6 +34,9 @@ export function createPublicApp(provider: Provider, logger: Logger): express.Exp
     req.url = '/.well-known/openid-configuration';
     next();
   });
+
+  // Self-service JSON endpoints (register, password reset and change).
+  if (accountRoutes) app.use(accountRoutes);
 
   // oidc-provider parses its own bodies: no express body parser before it.
   app.use(provider.callback());

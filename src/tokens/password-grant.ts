@@ -13,7 +13,8 @@ export const PASSWORD_GRANT_PARAMS = ['username', 'password', 'scope'];
 
 export type PasswordGrantDeps = {
   audience: string;
-  authenticate(username: string, password: string): Promise<Account | null>;
+  /** ctx lets the caller audit the attempt (client, IP, request id). */
+  authenticate(username: string, password: string, ctx: KoaContextWithOIDC): Promise<Account | null>;
   resourceServerInfo(ctx: KoaContextWithOIDC, resource: string, client: unknown): Promise<ResourceServerInfo>;
 };
 
@@ -33,7 +34,7 @@ export function passwordGrant(provider: Provider, deps: PasswordGrantDeps) {
     if (denied.length) throw new errors.InvalidScope('requested scope is not allowed', denied.join(' '));
     const scope = requested.join(' ');
 
-    const account = await deps.authenticate(params.username!, params.password!);
+    const account = await deps.authenticate(params.username!, params.password!, ctx);
     // One message for every failure: unknown user, wrong password, inactive.
     if (!account) throw new errors.InvalidGrant('invalid credentials');
     ctx.oidc.entity('Account', account as never);

@@ -15,7 +15,7 @@ export type ProviderDeps = {
   signingKeys: JWK[];
   /** Adapter factory: Redis in production, oidc-provider's memory store in development. */
   adapter: NonNullable<Configuration['adapter']>;
-  authenticate(username: string, password: string): Promise<Account | null>;
+  authenticate(username: string, password: string, ctx: KoaContextWithOIDC): Promise<Account | null>;
   findAccount(id: string): Promise<Account | null>;
 };
 

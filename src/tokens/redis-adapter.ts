@@ -26,9 +26,13 @@ export class StoreUnavailable extends errors.OIDCProviderError {
 }
 
 /** A refresh token presented a second time: the whole grant is revoked. */
-class RefreshTokenReused extends errors.InvalidGrant {
-  constructor() {
+export class RefreshTokenReused extends errors.InvalidGrant {
+  /** For the audit log: whose login family was revoked. */
+  readonly accountId: string | undefined;
+
+  constructor(accountId?: string) {
     super('refresh token already used');
+    this.accountId = accountId;
   }
 }
 
@@ -151,7 +155,7 @@ export class RedisAdapter {
       // replay: either way the token was used twice, so the family dies.
       const payload = await this.find(id);
       if (payload?.grantId) await guard(() => this.store.revokeGrant(payload.grantId as string));
-      throw new RefreshTokenReused();
+      throw new RefreshTokenReused(payload?.accountId);
     }
     if (outcome === 0) throw new errors.InvalidGrant('grant request is invalid');
   }
