@@ -6,6 +6,7 @@ import type { ZodOpenApiPathsObject } from 'zod-openapi';
 import type { AuditLog } from '../accounts/audit.ts';
 import type { Db } from '../store/postgres.ts';
 import {
+  checkScopes,
   clientInput,
   createClient,
   deleteClient,
@@ -99,6 +100,7 @@ export function clientsRouter(db: Db, audit: AuditLog, knownScopes: readonly str
   });
   r.post('/clients', async (req, res) => {
     const body = parse(createBody, req.body);
+    checkScopes(scopes(body.scope)!, knownScopes, 'scope');
     const created = await createClient(db, { id: body.client_id, grantTypes: body.grant_types, scopes: scopes(body.scope) }, knownScopes);
     await audit.record({ ...auditMeta(req, res), ...record('client.created', created.client_id, { grant_types: created.grant_types, scope: created.scope }) });
     res.status(201).json(created);

@@ -84,8 +84,15 @@ export function createAccountsModule(deps: {
       return result.account;
     },
     onGrantError(ctx, err) {
-      if (!(err instanceof RefreshTokenReused)) return;
-      void audit.record({ ...oidcMeta(ctx), type: 'refresh.reuse_detected', outcome: 'failure', subject: err.accountId ?? null });
+      // Sequential reuse is caught by oidc-provider (the stored token is marked
+      // consumed), a concurrent one by the Redis adapter's atomic consume.
+      const reused =
+        err instanceof RefreshTokenReused ||
+        (err as { error_detail?: string }).error_detail === 'refresh token already used';
+      if (!reused) return;
+      const token = ctx.oidc?.entities?.RefreshToken as { accountId?: string } | undefined;
+      const subject = (err as RefreshTokenReused).accountId ?? token?.accountId ?? null;
+      void audit.record({ ...oidcMeta(ctx), type: 'refresh.reuse_detected', outcome: 'failure', subject });
     },
     bootstrap: () => bootstrapAdmin(accounts, config.adminBootstrap, logger),
   };

@@ -20,6 +20,14 @@ export const clientInput = z.object({
 });
 export type ClientInput = z.input<typeof clientInput>;
 
+/** Throws validation_failed unless every scope is one of SCOPES. */
+export function checkScopes(scopes: readonly string[], knownScopes: readonly string[], field = 'scopes'): void {
+  const unknown = scopes.filter((s) => !knownScopes.includes(s));
+  if (unknown.length) {
+    throw new ServiceError('validation_failed', `unknown scope ${unknown.join(', ')}; add it to SCOPES first`, { field });
+  }
+}
+
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('base64url');
 }
@@ -56,12 +64,7 @@ export async function createClient(
     });
   }
   const { id, grantTypes, scopes } = parsed.data;
-  const unknown = scopes.filter((s) => !knownScopes.includes(s));
-  if (unknown.length) {
-    throw new ServiceError('validation_failed', `unknown scope ${unknown.join(', ')}; add it to SCOPES first`, {
-      field: 'scopes',
-    });
-  }
+  checkScopes(scopes, knownScopes);
   const secret = randomBytes(32).toString('base64url');
   try {
     const row = await db.client.create({
@@ -98,10 +101,7 @@ export async function updateClient(
   change: { grantTypes?: GrantType[]; scopes?: string[] },
   knownScopes: readonly string[],
 ): Promise<ClientView> {
-  const unknown = (change.scopes ?? []).filter((s) => !knownScopes.includes(s));
-  if (unknown.length) {
-    throw new ServiceError('validation_failed', `unknown scope ${unknown.join(', ')}; add it to SCOPES first`, { field: 'scope' });
-  }
+  checkScopes(change.scopes ?? [], knownScopes, 'scope');
   const row = await db.client
     .update({
       where: { id },
