@@ -110,7 +110,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const clients = new ClientAdapter(db);
   const hasher = new PasswordHasher(config.argon2);
   const accounts = createAccountsModule({ config, db, hasher, sessions: memory ?? redisSessions(tokenStore!), logger });
-  await accounts.bootstrap();
+  await accounts.bootstrap().catch(async (err: unknown) => {
+    await stores.close();
+    throw err;
+  });
 
   const provider = createProvider({
     config,

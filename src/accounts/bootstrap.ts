@@ -1,5 +1,5 @@
 // The first admin from ADMIN_BOOTSTRAP_EMAIL + ADMIN_BOOTSTRAP_PASSWORD_FILE
-// (a mounted Secret). Idempotent: once any admin exists, or the email is
+// (a mounted Secret), read on every boot so a wrong path fails fast. Idempotent: once any admin exists, or the email is
 // taken, it does nothing, so it is safe on every boot of every replica. There
 // is no default credential: without both variables, nothing is created.
 import { readFile } from 'node:fs/promises';
@@ -14,10 +14,10 @@ export async function bootstrapAdmin(
 ): Promise<'created' | 'skipped'> {
   if (!bootstrap) return 'skipped';
   const { db } = accounts.deps;
-  if (await db.user.findFirst({ where: { roles: { has: 'admin' } }, select: { id: true } })) return 'skipped';
   const password = (await readFile(bootstrap.passwordFile, 'utf8').catch((cause: unknown) => {
     throw new ServiceError('config_invalid', `ADMIN_BOOTSTRAP_PASSWORD_FILE: cannot read ${bootstrap.passwordFile}`, { cause });
   })).replace(/\r?\n$/, '');
+  if (await db.user.findFirst({ where: { roles: { has: 'admin' } }, select: { id: true } })) return 'skipped';
   try {
     const user = await accounts.create(
       { email: bootstrap.email, password, roles: ['admin'], status: 'active' },
