@@ -2,10 +2,14 @@
 // `identity`: the admin CLI. Prints JSON on stdout, errors on stderr.
 //   identity serve | migrate
 //   identity users create --email E --password-stdin [--roles a,b]
+//   identity users import < users.ndjson
 //   identity clients create --id ID --grant-types password,refresh_token [--scopes "a b"]
 import { parseArgs } from 'node:util';
 import { PasswordHasher } from './accounts/passwords.ts';
 import { checkPassword } from './accounts/policy.ts';
+import { AuditLog } from './accounts/audit.ts';
+import { importUsers } from './accounts/import.ts';
+import { Accounts } from './accounts/lifecycle.ts';
 import { createUser } from './accounts/users.ts';
 import { loadConfig, type Config } from './config/index.ts';
 import { ServiceError } from './errors.ts';
@@ -18,6 +22,7 @@ const USAGE = `usage:
   identity serve
   identity migrate
   identity users create --email EMAIL --password-stdin [--roles admin,viewer]
+  identity users import < users.ndjson
   identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"]`;
 
 const list = (v: string | undefined, sep: RegExp) => (v ?? '').split(sep).map((s) => s.trim()).filter(Boolean);
@@ -79,6 +84,24 @@ async function main(argv: string[]): Promise<number> {
     );
     console.log(JSON.stringify(user, null, 2));
     return 0;
+  }
+
+  if (command === 'users' && sub === 'import') {
+    const ndjson = await readStdin();
+    const report = await withStores(config, ({ db }) => {
+      const accounts = new Accounts({
+        db,
+        hasher: new PasswordHasher(config.argon2),
+        policy: config.passwordPolicy,
+        roles: config.roles,
+        registrationMode: config.registrationMode,
+        sessions: { revokeAccount: async () => 0 }, // new users have no sessions
+        audit: new AuditLog(db),
+      });
+      return importUsers(accounts, ndjson, { actor: 'cli' });
+    });
+    console.log(JSON.stringify(report, null, 2));
+    return report.failed ? 1 : 0;
   }
 
   if (command === 'clients' && sub === 'create') {

@@ -1,6 +1,7 @@
 // Password policy, hash agility (bcrypt import and upgrade, rehash after a
 // config change), bulk import, and the bootstrap admin.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -226,6 +227,26 @@ test('bootstrap admin from env: created once, idempotent, no default credentials
       startTestService({ ADMIN_BOOTSTRAP_EMAIL: 'x@example.com', ADMIN_BOOTSTRAP_PASSWORD_FILE: join(dir, 'missing'), KEY_ENCRYPTION_KEY: kek }, { databaseUrl: db.url }),
       /ADMIN_BOOTSTRAP_PASSWORD_FILE/,
     );
+  } finally {
+    await db.drop();
+  }
+});
+
+test('the CLI imports NDJSON and reports per-line errors', async () => {
+  const db = await freshDatabase();
+  try {
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, DATABASE_URL: db.url, KEY_ENCRYPTION_KEY: kek, LOG_LEVEL: 'silent' };
+    const input = [
+      JSON.stringify({ email: 'cli.one@example.com', roles: ['viewer'], password_hash: bcrypt.hashSync('cli password one', 4) }),
+      JSON.stringify({ email: 'cli.two@example.com', status: 'pending' }),
+      JSON.stringify({ email: 'broken' }),
+    ].join('\n');
+    const cli = new URL('../src/cli.ts', import.meta.url).pathname;
+    const r = spawnSync(process.execPath, [cli, 'users', 'import'], { env, input, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 1, r.stderr);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.created, 2);
+    assert.deepEqual(report.errors.map((e: { line: number; field: string }) => [e.line, e.field]), [[3, 'email']]);
   } finally {
     await db.drop();
   }
