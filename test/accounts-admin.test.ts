@@ -303,3 +303,22 @@ describe('audit', () => {
     assert.equal(events[0]!.client_id, gw.client.id);
   });
 });
+
+test('without Redis (development) revoking sessions still ends every refresh token', async () => {
+  const dev = await startTestService({ REDIS_URL: '' });
+  try {
+    assert.equal(dev.tokenStore, undefined);
+    const g = await gatewayFor(dev);
+    const t = (await adminToken(dev, g)).token;
+    const u = await dev.user({ roles: ['viewer'] });
+    const a = await g.login(u.email, u.password);
+    const b = await g.login(u.email, u.password);
+    const res = await call(dev.adminUrl, 'POST', `/admin/users/${u.id}/revoke-sessions`, { token: t });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.revoked, 2);
+    for (const s of [a, b]) await assert.rejects(g.refresh(s.refresh_token!), (e: any) => e.error === 'invalid_grant');
+    assert.ok((await g.login(u.email, u.password)).refresh_token);
+  } finally {
+    await dev.stop();
+  }
+});
