@@ -2,10 +2,15 @@
 // `identity`: the admin CLI. Prints JSON on stdout, errors on stderr.
 //   identity serve | migrate
 //   identity users create --email E --password-stdin [--roles a,b]
+//   identity users import < users.ndjson
 //   identity clients create --id ID --grant-types password,refresh_token [--scopes "a b"]
 //   identity keys list | rotate | revoke KID | rekey
 import { parseArgs } from 'node:util';
 import { PasswordHasher } from './accounts/passwords.ts';
+import { checkPassword } from './accounts/policy.ts';
+import { AuditLog } from './accounts/audit.ts';
+import { importUsers } from './accounts/import.ts';
+import { Accounts } from './accounts/lifecycle.ts';
 import { createUser } from './accounts/users.ts';
 import { loadConfig, type Config } from './config/index.ts';
 import { ServiceError } from './errors.ts';
@@ -19,6 +24,7 @@ const USAGE = `usage:
   identity serve
   identity migrate
   identity users create --email EMAIL --password-stdin [--roles admin,viewer]
+  identity users import < users.ndjson
   identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"] [--trusted-gateway]
   identity keys list
   identity keys rotate          publish a successor key; it signs after JWKS_MAX_AGE + KEY_SYNC_INTERVAL
@@ -85,11 +91,33 @@ async function main(argv: string[]): Promise<number> {
     });
     if (!values.email || !values['password-stdin']) throw new ServiceError('validation_failed', `missing option\n${USAGE}`);
     const password = await readStdin();
+    checkPassword(config.passwordPolicy, password, { email: values.email });
+    const roles = list(values.roles, /,/);
+    const unknownRoles = roles.filter((r) => !config.roles.includes(r));
+    if (unknownRoles.length) throw new ServiceError('validation_failed', `unknown role ${unknownRoles.join(', ')} (ROLES: ${config.roles.join(', ')})`);
     const user = await withStores(config, ({ db }) =>
-      createUser(db, new PasswordHasher(config.argon2), { email: values.email!, password, roles: list(values.roles, /,/) }),
+      createUser(db, new PasswordHasher(config.argon2), { email: values.email!, password, roles }),
     );
     console.log(JSON.stringify(user, null, 2));
     return 0;
+  }
+
+  if (command === 'users' && sub === 'import') {
+    const ndjson = await readStdin();
+    const report = await withStores(config, ({ db }) => {
+      const accounts = new Accounts({
+        db,
+        hasher: new PasswordHasher(config.argon2),
+        policy: config.passwordPolicy,
+        roles: config.roles,
+        registrationMode: config.registrationMode,
+        sessions: { revokeAccount: async () => 0 }, // new users have no sessions
+        audit: new AuditLog(db),
+      });
+      return importUsers(accounts, ndjson, { actor: 'cli' });
+    });
+    console.log(JSON.stringify(report, null, 2));
+    return report.failed ? 1 : 0;
   }
 
   if (command === 'clients' && sub === 'create') {

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import type { Configuration } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import { PasswordHasher } from './accounts/passwords.ts';
-import { authenticate, findActiveAccount } from './accounts/users.ts';
+import { memorySessions, redisSessions } from './accounts/sessions.ts';
+import { findActiveAccount } from './accounts/users.ts';
+import { createAccountsModule, type AccountsModule } from './admin/module.ts';
 import type { Config } from './config/index.ts';
 import { createAdminApp } from './http/admin-app.ts';
 import { collectFromDatabase, countSecurityEvents, createMetrics, instrumentProvider, type Metrics } from './http/metrics.ts';
@@ -97,6 +99,7 @@ export type RunningService = {
   /** Readiness turns 503 at once; requests are served SHUTDOWN_DELAY_MS more, then everything closes. */
   /** Security events (logins, throttling, refresh reuse): subscribe for audit and metrics. */
   events: SecurityEvents;
+  accounts: AccountsModule;
   close(): Promise<void>;
 };
 
@@ -128,13 +131,20 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         graceSeconds: config.abuse.refreshReuseGraceSeconds,
       })
     : undefined;
-  const memoryAdapter = tokenStore ? undefined : await loadMemoryAdapter();
+  // Development without Redis: oidc-provider's memory store, with an index so
+  // that a user's sessions can still be revoked at once.
+  const memory = tokenStore ? undefined : memorySessions((await loadMemoryAdapter()) as never);
   const clients = new ClientAdapter(db);
   // Postgres unreachable while authenticating a client: 503, never a 500.
   const clientStore = { find: (id: string) => guard(() => clients.find(id)), upsert: () => clients.upsert(), destroy: () => clients.destroy() };
   const hasher = new PasswordHasher(config.argon2, (operation, seconds) =>
     metrics.passwordHashDuration.observe({ operation }, seconds),
   );
+  const accounts = createAccountsModule({ config, db, hasher, sessions: memory ?? redisSessions(tokenStore!), logger });
+  await accounts.bootstrap().catch(async (err: unknown) => {
+    await stores.close();
+    throw err;
+  });
   // Built once: throttling state and the hash gate outlive provider rebuilds.
   const guardedAuthenticate = guardedAuthentication({
     config,
@@ -142,7 +152,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     redis: stores.redis,
     hasher,
     gate,
-    authenticate: (username, password) => authenticate(db, hasher, username, password),
+    // Audited (src/admin/module.ts): success and failure with reason, never the password.
+    authenticate: accounts.authenticate,
   });
 
   // A new provider is built whenever the signing key changes (src/keys/rotation.ts):
@@ -160,7 +171,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         scopes: config.scopes,
         signingKeys: [signingKey],
         adapter: ((model: string) =>
-          model === 'Client' ? clientStore : tokenStore ? tokenStore.adapterFor(model) : new memoryAdapter!(model)) as never,
+          model === 'Client' ? clientStore : tokenStore ? tokenStore.adapterFor(model) : memory!.adapterFor(model)) as never,
         authenticate: guardedAuthenticate,
         // Refresh re-reads the user (a disabled user cannot refresh): Postgres
         // down means 503 for refresh too, never a token for a stale account.
@@ -169,6 +180,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       hardenProvider(provider, config, tokenStore);
       provider.on('server_error', (_ctx, err) => logger.error({ err }, 'oidc-provider server_error'));
       instrumentProvider(provider, metrics);
+      provider.on('grant.error', accounts.onGrantError);
       return provider;
     },
   });
@@ -191,9 +203,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       trustProxyHops: config.trustProxyHops,
       maxBodyBytes: config.http.maxBodyBytes,
       corsOrigins: config.corsOrigins,
+      accountRoutes: accounts.selfServiceRouter,
     }),
   ).listen(config.port, config.host);
-  const adminServer = createAdminApp(readiness, { logger, registry: metrics.registry }).listen(config.adminPort, config.host);
+  const adminServer = createAdminApp(readiness, { logger, registry: metrics.registry, api: accounts.adminRouter }).listen(config.adminPort, config.host);
   const [publicDrain, adminDrain] = [drainable(publicServer), drainable(adminServer)];
   await Promise.all([once(publicServer, 'listening'), once(adminServer, 'listening')]);
   const url = (s: Server) => `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${(s.address() as AddressInfo).port}`;
@@ -210,6 +223,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     tokenStore,
     metrics,
     events,
+    accounts,
     async close() {
       keys.stop();
       draining = true;

@@ -1,9 +1,16 @@
 // Password hashing: argon2id with parameters from config. The native argon2
 // binding runs in libuv's thread pool, so hashing never blocks the event loop.
 import argon2 from 'argon2';
+import bcrypt from 'bcryptjs';
 
 /** Bound on input so that a huge "password" cannot be used to burn CPU. */
 export const MAX_PASSWORD_BYTES = 1024;
+
+/** bcrypt hashes imported from older systems ($2a$, $2b$, $2y$): verified, then upgraded on login. */
+export const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+// bcrypt only reads the first 72 bytes; a longer password is refused rather
+// than matched on its prefix (the user resets it instead).
+const BCRYPT_MAX_BYTES = 72;
 
 export type Argon2Params = Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
 
@@ -48,6 +55,7 @@ export class PasswordHasher {
     const tooLong = Buffer.byteLength(password) > MAX_PASSWORD_BYTES;
     const target = hash && !tooLong ? hash : await this.#dummyHash();
     const candidate = tooLong ? '' : PasswordHasher.normalize(password);
+    if (hash && !tooLong && BCRYPT_HASH.test(hash)) return verifyBcrypt(hash, password, candidate);
     try {
       const ok = await timed(this.#timer, 'verify', () => argon2.verify(target, candidate));
       return ok && !!hash && !tooLong;
@@ -57,6 +65,7 @@ export class PasswordHasher {
   }
 
   needsRehash(hash: string): boolean {
+    if (BCRYPT_HASH.test(hash)) return true;
     try {
       return argon2.needsRehash(hash, this.#options);
     } catch {
@@ -67,4 +76,13 @@ export class PasswordHasher {
   #dummyHash(): Promise<string> {
     return (this.#dummy ??= argon2.hash('dummy password for timing equalization', this.#options));
   }
+}
+
+// The legacy system may have hashed the password as typed (not NFC): try both.
+async function verifyBcrypt(hash: string, typed: string, normalized: string): Promise<boolean> {
+  for (const candidate of new Set([normalized, typed])) {
+    if (Buffer.byteLength(candidate) > BCRYPT_MAX_BYTES) continue;
+    if (await bcrypt.compare(candidate, hash)) return true;
+  }
+  return false;
 }

@@ -13,6 +13,8 @@ export type UserView = {
   status: UserStatus;
   created_at: string;
   updated_at: string;
+  approved_by?: string;
+  approved_at?: string;
 };
 
 type UserRow = {
@@ -23,6 +25,8 @@ type UserRow = {
   passwordHash: string | null;
   createdAt: Date;
   updatedAt: Date;
+  approvedBy?: string | null;
+  approvedAt?: Date | null;
 };
 
 const emailSchema = z.email();
@@ -42,17 +46,28 @@ export function userView(row: UserRow): UserView {
     status: row.status,
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),
+    ...(row.approvedBy ? { approved_by: row.approvedBy } : {}),
+    ...(row.approvedAt ? { approved_at: row.approvedAt.toISOString() } : {}),
   };
 }
 
-export type NewUser = { email: string; password: string; roles?: string[]; status?: UserStatus };
+export type NewUser = {
+  email: string;
+  password?: string;
+  /** Already hashed (bulk import: argon2id or bcrypt), or null for "no password yet". */
+  passwordHash?: string | null;
+  roles?: string[];
+  status?: UserStatus;
+};
 
 export async function createUser(db: Db, hasher: PasswordHasher, input: NewUser): Promise<UserView> {
   const email = normalizeEmail(input.email);
   if (!email) throw new ServiceError('validation_failed', 'email: not a valid email address', { field: 'email' });
-  if (!input.password) throw new ServiceError('validation_failed', 'password: required', { field: 'password' });
+  if (input.passwordHash === undefined && !input.password) {
+    throw new ServiceError('validation_failed', 'password: required', { field: 'password' });
+  }
   const roles = [...new Set((input.roles ?? []).map((r) => r.trim()).filter(Boolean))];
-  const passwordHash = await hasher.hash(input.password);
+  const passwordHash = input.passwordHash !== undefined ? input.passwordHash : await hasher.hash(input.password!);
   try {
     const row = await db.user.create({ data: { email, passwordHash, roles, status: input.status ?? 'active' } });
     return userView(row);
@@ -66,6 +81,9 @@ export async function createUser(db: Db, hasher: PasswordHasher, input: NewUser)
 
 export type Account = { accountId: string; roles: string[] };
 
+export type LoginFailure = 'unknown_user' | 'bad_password' | 'no_password' | 'account_pending' | 'account_disabled';
+export type LoginResult = { account: Account; email: string } | { account: null; reason: LoginFailure; userId?: string };
+
 /**
  * Checks a username/password pair. Returns the account only for an active
  * user with a matching password; every other case costs the same one hash
@@ -77,16 +95,24 @@ export async function authenticate(
   username: string,
   password: string,
 ): Promise<Account | null> {
+  return (await login(db, hasher, username, password)).account;
+}
+
+/** authenticate() with the reason for a refusal, for the audit log only (never for the client). */
+export async function login(db: Db, hasher: PasswordHasher, username: string, password: string): Promise<LoginResult> {
   const email = normalizeEmail(username);
   const user = email ? await db.user.findUnique({ where: { email } }) : null;
   const ok = await hasher.verify(user?.passwordHash, password);
-  if (!ok || !user || user.status !== 'active') return null;
-  if (hasher.needsRehash(user.passwordHash!)) {
+  if (!user) return { account: null, reason: 'unknown_user' };
+  if (!user.passwordHash) return { account: null, reason: 'no_password', userId: user.id };
+  if (!ok) return { account: null, reason: 'bad_password', userId: user.id };
+  if (user.status !== 'active') return { account: null, reason: `account_${user.status}`, userId: user.id };
+  if (hasher.needsRehash(user.passwordHash)) {
     // Compare-and-swap on the old hash: a concurrent password change wins.
     const fresh = await hasher.hash(password);
     await db.user.updateMany({ where: { id: user.id, passwordHash: user.passwordHash }, data: { passwordHash: fresh } });
   }
-  return { accountId: user.id, roles: user.roles };
+  return { account: { accountId: user.id, roles: user.roles }, email: user.email };
 }
 
 /** The account behind a token, or null when it is gone or no longer active. */

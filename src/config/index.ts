@@ -93,6 +93,24 @@ const schema = z
     ARGON2_PARALLELISM: z.coerce.number().int().min(1).max(16).default(1),
     SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(0),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(1000).max(300_000).default(20_000),
+    PASSWORD_MIN_LENGTH: z.coerce.number().int().min(8, 'must be at least 8 (NIST 800-63B)').max(64).default(12),
+    PASSWORD_COMPOSITION: z
+      .string()
+      .default('')
+      .transform((v) => [...new Set(v.split(/[\s,]+/).filter(Boolean))])
+      .pipe(z.array(z.enum(['upper', 'lower', 'digit', 'special']))),
+    ROLES: z
+      .string()
+      .default('admin engineer viewer')
+      .transform((v) => [...new Set(v.split(/[\s,]+/).filter(Boolean))])
+      .pipe(z.array(z.string().regex(/^[a-z][a-z0-9_:.-]{0,63}$/, 'lower-case role names')).min(1)),
+    REGISTRATION_MODE: z.enum(['closed', 'open', 'approval']).default('closed'),
+    ADMIN_BOOTSTRAP_EMAIL: z.string().trim().optional().transform((v) => (v ? v : undefined)),
+    ADMIN_BOOTSTRAP_PASSWORD_FILE: z.string().trim().optional().transform((v) => (v ? v : undefined)),
+    SMTP_URL: optionalUrl,
+    MAIL_FROM: z.string().min(3).default('identity@localhost'),
+    PASSWORD_RESET_URL: optionalUrl,
+    PASSWORD_RESET_TTL: seconds.min(60).max(86_400).default(1800),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     // Abuse resistance (see SECURITY.md).
     TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
@@ -145,6 +163,13 @@ const schema = z
         if (!env[name]) ctx.addIssue({ code: 'custom', path: [name], message });
       }
     }
+    if (!!env.ADMIN_BOOTSTRAP_EMAIL !== !!env.ADMIN_BOOTSTRAP_PASSWORD_FILE) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ADMIN_BOOTSTRAP_PASSWORD_FILE'],
+        message: 'ADMIN_BOOTSTRAP_EMAIL and ADMIN_BOOTSTRAP_PASSWORD_FILE go together',
+      });
+    }
     for (const name of ['KEY_ENCRYPTION_KEY', 'OLD_KEY_ENCRYPTION_KEY'] as const) {
       if (env[name] && Buffer.from(env[name], 'base64').length !== 32) {
         ctx.addIssue({ code: 'custom', path: [name], message: 'must be 32 bytes, base64-encoded (openssl rand -base64 32)' });
@@ -194,6 +219,11 @@ export type Config = Readonly<{
   refreshTokenIdleTtl: number;
   refreshTokenAbsoluteTtl: number;
   argon2: Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
+  passwordPolicy: Readonly<{ minLength: number; composition: readonly ('upper' | 'lower' | 'digit' | 'special')[] }>;
+  roles: readonly string[];
+  registrationMode: 'closed' | 'open' | 'approval';
+  adminBootstrap: Readonly<{ email: string; passwordFile: string }> | undefined;
+  mail: Readonly<{ smtpUrl: string | undefined; from: string; resetUrl: string; resetTtl: number }>;
   logLevel: string;
   shutdownDelayMs: number;
   shutdownGraceMs: number;
@@ -250,6 +280,19 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       memoryCost: e.ARGON2_MEMORY_KIB,
       timeCost: e.ARGON2_TIME_COST,
       parallelism: e.ARGON2_PARALLELISM,
+    }),
+    passwordPolicy: Object.freeze({ minLength: e.PASSWORD_MIN_LENGTH, composition: Object.freeze(e.PASSWORD_COMPOSITION) }),
+    roles: Object.freeze(e.ROLES),
+    registrationMode: e.REGISTRATION_MODE,
+    adminBootstrap:
+      e.ADMIN_BOOTSTRAP_EMAIL && e.ADMIN_BOOTSTRAP_PASSWORD_FILE
+        ? Object.freeze({ email: e.ADMIN_BOOTSTRAP_EMAIL, passwordFile: e.ADMIN_BOOTSTRAP_PASSWORD_FILE })
+        : undefined,
+    mail: Object.freeze({
+      smtpUrl: e.SMTP_URL,
+      from: e.MAIL_FROM,
+      resetUrl: e.PASSWORD_RESET_URL ?? `${(e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/$/, '')}/password/reset`,
+      resetTtl: e.PASSWORD_RESET_TTL,
     }),
     logLevel: e.LOG_LEVEL,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,

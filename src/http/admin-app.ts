@@ -1,16 +1,21 @@
-// The admin port: never exposed through the public Service. Health probes
-// for now; the admin API and metrics mount here too.
+// The admin port: never exposed through the public Service. Health probes,
+// metrics and the admin API (/admin).
 import express from 'express';
 import helmet from 'helmet';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log.ts';
+import { jsonErrorHandler } from './errors.ts';
 import { requestLogger } from './request-log.ts';
 
 export type Readiness = () => Promise<Record<string, boolean>>;
 
 const PROBES = ['/health/alive', '/livez', '/health/ready', '/readyz'];
 
-export function createAdminApp(readiness: Readiness, ops: { logger?: Logger; registry?: Registry } = {}): express.Express {
+/** `ops.api`: the admin REST API (src/admin), mounted at /admin. */
+export function createAdminApp(
+  readiness: Readiness,
+  ops: { logger?: Logger; registry?: Registry; api?: express.Router } = {},
+): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(helmet());
@@ -31,8 +36,10 @@ export function createAdminApp(readiness: Readiness, ops: { logger?: Logger; reg
       res.type(registry.contentType).send(await registry.metrics());
     });
   }
+  if (ops.api) app.use('/admin', ops.api);
   app.use((_req, res) => {
     res.status(404).json({ error: 'not_found', message: 'no such route' });
   });
+  if (ops.api && ops.logger) app.use(jsonErrorHandler(ops.logger) as express.ErrorRequestHandler);
   return app;
 }

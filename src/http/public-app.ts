@@ -15,7 +15,7 @@ export function createPublicApp(
   provider: { callback(): NodeHandler },
   logger: Logger,
   jwks?: NodeHandler,
-  opts: { trustProxyHops: number; maxBodyBytes: number; corsOrigins: readonly string[] } = {
+  opts: { trustProxyHops: number; maxBodyBytes: number; corsOrigins: readonly string[]; accountRoutes?: express.Router } = {
     trustProxyHops: 0,
     maxBodyBytes: 16_384,
     corsOrigins: [],
@@ -33,6 +33,10 @@ export function createPublicApp(
     req.url = '/.well-known/openid-configuration';
     next();
   });
+
+  // Self-service JSON endpoints (register, password reset and change): they
+  // parse and validate their own bounded JSON bodies.
+  if (opts.accountRoutes) app.use(opts.accountRoutes);
 
   // oidc-provider parses its own bodies; this only validates them first.
   app.use(inputHardening(opts.maxBodyBytes));

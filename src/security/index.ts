@@ -1,5 +1,6 @@
 // Wiring of the abuse defences into the service (see SECURITY.md).
 import type Provider from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { PasswordHasher } from '../accounts/passwords.ts';
 import type { Account } from '../accounts/users.ts';
 import type { Config } from '../config/index.ts';
@@ -30,7 +31,7 @@ export function guardedAuthentication(opts: {
   hasher: PasswordHasher;
   /** Shared so that metrics can read how many hashes are in flight. */
   gate?: HashGate;
-  authenticate(username: string, password: string): Promise<Account | null>;
+  authenticate(username: string, password: string, ctx: KoaContextWithOIDC): Promise<Account | null>;
 }) {
   const { config, events } = opts;
   return loginGuard({

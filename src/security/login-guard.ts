@@ -22,7 +22,8 @@ export type LoginGuardDeps = {
   throttle: LoginThrottle;
   gate: HashGate;
   events: SecurityEvents;
-  authenticate(username: string, password: string): Promise<Account | null>;
+  /** ctx lets the accounts module audit the attempt (client, IP, request id). */
+  authenticate(username: string, password: string, ctx: KoaContextWithOIDC): Promise<Account | null>;
   /** One dummy verification, the cost of a real one. */
   spendHash(password: string): Promise<unknown>;
 };
@@ -51,7 +52,7 @@ export function loginGuard(deps: LoginGuardDeps) {
         events.emit('login.throttled', { ...source, scope: verdict.scope, retryAfterSeconds: verdict.retryAfterSeconds });
         return null;
       }
-      const account = await gate.run(() => guard(() => deps.authenticate(username, password)));
+      const account = await gate.run(() => guard(() => deps.authenticate(username, password, ctx)));
       if (!account) {
         await guard(() => throttle.failed(username, source.ip));
         events.emit('login.failed', source);

@@ -21,6 +21,14 @@ export const clientInput = z.object({
 });
 export type ClientInput = z.input<typeof clientInput>;
 
+/** Throws validation_failed unless every scope is one of SCOPES. */
+export function checkScopes(scopes: readonly string[], knownScopes: readonly string[], field = 'scopes'): void {
+  const unknown = scopes.filter((s) => !knownScopes.includes(s));
+  if (unknown.length) {
+    throw new ServiceError('validation_failed', `unknown scope ${unknown.join(', ')}; add it to SCOPES first`, { field });
+  }
+}
+
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('base64url');
 }
@@ -58,12 +66,7 @@ export async function createClient(
     });
   }
   const { id, grantTypes, scopes, trustedGateway } = parsed.data;
-  const unknown = scopes.filter((s) => !knownScopes.includes(s));
-  if (unknown.length) {
-    throw new ServiceError('validation_failed', `unknown scope ${unknown.join(', ')}; add it to SCOPES first`, {
-      field: 'scopes',
-    });
-  }
+  checkScopes(scopes, knownScopes);
   const secret = randomBytes(32).toString('base64url');
   try {
     const row = await db.client.create({
@@ -76,6 +79,52 @@ export async function createClient(
     }
     throw err;
   }
+}
+
+const notFound = (id: string) => new ServiceError('not_found', `no client ${id}`);
+const missing = (id: string) => (err: { code?: string }) => {
+  throw err.code === 'P2025' ? notFound(id) : err;
+};
+
+export async function listClients(db: Db): Promise<ClientView[]> {
+  return (await db.client.findMany({ orderBy: { id: 'asc' } })).map(view);
+}
+
+export async function getClient(db: Db, id: string): Promise<ClientView> {
+  const row = await db.client.findUnique({ where: { id } });
+  if (!row) throw notFound(id);
+  return view(row);
+}
+
+/** Changes grant types and/or scopes; takes effect at the client's next token request. */
+export async function updateClient(
+  db: Db,
+  id: string,
+  change: { grantTypes?: GrantType[]; scopes?: string[] },
+  knownScopes: readonly string[],
+): Promise<ClientView> {
+  checkScopes(change.scopes ?? [], knownScopes, 'scope');
+  const row = await db.client
+    .update({
+      where: { id },
+      data: {
+        ...(change.grantTypes ? { grantTypes: [...new Set(change.grantTypes)] } : {}),
+        ...(change.scopes ? { scope: [...new Set(change.scopes)].join(' ') } : {}),
+      },
+    })
+    .catch(missing(id));
+  return view(row);
+}
+
+/** A new secret replaces the old one at once; it is returned this one time. */
+export async function rotateClientSecret(db: Db, id: string): Promise<ClientView & { client_secret: string }> {
+  const secret = randomBytes(32).toString('base64url');
+  const row = await db.client.update({ where: { id }, data: { secretHash: hashSecret(secret) } }).catch(missing(id));
+  return { ...view(row), client_secret: secret };
+}
+
+export async function deleteClient(db: Db, id: string): Promise<void> {
+  await db.client.delete({ where: { id } }).catch(missing(id));
 }
 
 /** oidc-provider's view of a client (RFC 7591 metadata). */

@@ -14,7 +14,7 @@ export const PASSWORD_GRANT_PARAMS = ['username', 'password', 'scope'];
 
 export type PasswordGrantDeps = {
   audience: string;
-  /** Checks the credentials behind the abuse defences (src/security/login-guard.ts). */
+  /** Checks the credentials behind the abuse defences (src/security/login-guard.ts); ctx lets the caller audit the attempt. */
   authenticate(ctx: KoaContextWithOIDC, client: LoginClient, username: string, password: string): Promise<Account | null>;
   resourceServerInfo(ctx: KoaContextWithOIDC, resource: string, client: unknown): Promise<ResourceServerInfo>;
 };

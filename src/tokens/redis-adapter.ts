@@ -36,8 +36,12 @@ export class StoreUnavailable extends errors.OIDCProviderError {
 
 /** A refresh token presented a second time: the whole grant is revoked. */
 export class RefreshTokenReused extends errors.InvalidGrant {
-  constructor() {
+  /** For the audit log: whose login family was revoked. */
+  readonly accountId: string | undefined;
+
+  constructor(accountId?: string) {
     super('refresh token already used');
+    this.accountId = accountId;
   }
 }
 
@@ -200,7 +204,7 @@ export class RedisAdapter {
       const payload = await this.#read(id);
       if (payload && this.model === 'RefreshToken') await guard(() => this.store.reuse.onReuse(id, payload));
       if (payload?.grantId) await guard(() => this.store.revokeGrant(payload.grantId as string));
-      throw new RefreshTokenReused();
+      throw new RefreshTokenReused(payload?.accountId);
     }
     if (outcome === 0) throw new errors.InvalidGrant('grant request is invalid');
   }

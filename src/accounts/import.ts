@@ -1,0 +1,76 @@
+// Bulk import from NDJSON, one user per line:
+//   {"email": "...", "roles": ["viewer"], "status": "active", "password_hash": "$2b$12$..."}
+// password_hash is a bcrypt ($2a$/$2b$/$2y$) or argon2 hash, or absent/null
+// (the user sets a password through a reset). bcrypt hashes are upgraded to
+// argon2id at the user's first login. A bad line is reported and skipped.
+import { z } from 'zod';
+import { ServiceError } from '../errors.ts';
+import type { AuditMeta } from './audit.ts';
+import type { Accounts } from './lifecycle.ts';
+import { BCRYPT_HASH } from './passwords.ts';
+import { createUser } from './users.ts';
+
+const ARGON2_HASH = /^\$argon2(id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/;
+
+export const importLine = z.strictObject({
+  email: z.string().max(320),
+  roles: z.array(z.string()).max(64).default([]),
+  status: z.enum(['pending', 'active', 'disabled']).default('active'),
+  password_hash: z
+    .string()
+    .refine((h) => BCRYPT_HASH.test(h) || ARGON2_HASH.test(h), 'not a bcrypt ($2a$/$2b$/$2y$) or argon2 hash')
+    .nullable()
+    .optional(),
+});
+
+export const MAX_IMPORT_LINES = 10_000;
+
+export type ImportReport = {
+  created: number;
+  failed: number;
+  errors: { line: number; error: string; field?: string; message: string }[];
+};
+
+export async function importUsers(accounts: Accounts, ndjson: string, meta: AuditMeta): Promise<ImportReport> {
+  const report: ImportReport = { created: 0, failed: 0, errors: [] };
+  const lines = ndjson.split(/\r?\n/);
+  if (lines.length > MAX_IMPORT_LINES + 1) {
+    throw new ServiceError('validation_failed', `at most ${MAX_IMPORT_LINES} lines per import`, { field: 'body' });
+  }
+  for (const [i, text] of lines.entries()) {
+    if (!text.trim()) continue;
+    try {
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        throw new ServiceError('validation_failed', 'not a JSON object', { field: 'line' });
+      }
+      const parsed = importLine.safeParse(json);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        const field = issue.path.join('.') || (issue.code === 'unrecognized_keys' ? issue.keys.join(',') : 'line');
+        throw new ServiceError('validation_failed', `${field}: ${issue.message}`, { field });
+      }
+      const { email, roles, status, password_hash } = parsed.data;
+      const user = await createUser(accounts.deps.db, accounts.deps.hasher, {
+        email,
+        roles: accounts.checkRoles(roles),
+        status,
+        passwordHash: password_hash ?? null,
+      });
+      report.created++;
+      await accounts.deps.audit.record({
+        ...meta,
+        type: 'user.imported',
+        subject: user.id,
+        details: { line: i + 1, legacy_hash: !!password_hash && BCRYPT_HASH.test(password_hash) },
+      });
+    } catch (err) {
+      if (!(err instanceof ServiceError)) throw err;
+      report.failed++;
+      report.errors.push({ line: i + 1, error: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) });
+    }
+  }
+  return report;
+}

@@ -1,0 +1,183 @@
+// The user lifecycle behind the admin API, self-registration and the CLI:
+// pending → active → disabled, roles from the configured list, password
+// changes. Every change is audited; disabling, deleting and password changes
+// revoke all of the user's grants at once.
+import { z } from 'zod';
+import { ServiceError } from '../errors.ts';
+import type { Prisma } from '../generated/prisma/client.ts';
+import type { Db } from '../store/postgres.ts';
+import type { AuditLog, AuditMeta } from './audit.ts';
+import type { PasswordHasher } from './passwords.ts';
+import { checkPassword, type PasswordPolicy } from './policy.ts';
+import type { SessionRevoker } from './sessions.ts';
+import { createUser, normalizeEmail, userView, type UserStatus, type UserView } from './users.ts';
+
+export type RegistrationMode = 'closed' | 'open' | 'approval';
+
+export type AccountsDeps = {
+  db: Db;
+  hasher: PasswordHasher;
+  policy: PasswordPolicy;
+  roles: readonly string[];
+  registrationMode: RegistrationMode;
+  sessions: SessionRevoker;
+  audit: AuditLog;
+};
+
+export type UserFilter = { status?: UserStatus; role?: string; email?: string; limit: number; offset: number };
+
+const notFound = () => new ServiceError('not_found', 'no such user');
+
+export class Accounts {
+  readonly deps: AccountsDeps;
+
+  constructor(deps: AccountsDeps) {
+    this.deps = deps;
+  }
+
+  checkRoles(roles: readonly string[]): string[] {
+    const unknown = roles.filter((r) => !this.deps.roles.includes(r));
+    if (unknown.length) {
+      throw new ServiceError('validation_failed', `roles: unknown role ${unknown.join(', ')} (configured: ${this.deps.roles.join(', ')})`, {
+        field: 'roles',
+      });
+    }
+    return [...new Set(roles)];
+  }
+
+  /** Admin (or CLI) creation. Without a password the user cannot log in until a reset. */
+  async create(
+    input: { email: string; password?: string; roles: string[]; status: UserStatus },
+    meta: AuditMeta,
+  ): Promise<UserView> {
+    const roles = this.checkRoles(input.roles);
+    if (input.password !== undefined) checkPassword(this.deps.policy, input.password, { email: input.email });
+    const user = await createUser(this.deps.db, this.deps.hasher, {
+      email: input.email,
+      roles,
+      status: input.status,
+      ...(input.password !== undefined ? { password: input.password } : { passwordHash: null }),
+    });
+    await this.deps.audit.record({ ...meta, type: 'user.created', subject: user.id, details: { roles, status: user.status } });
+    return user;
+  }
+
+  /** Self-registration: never a role or a status from the request. */
+  async register(input: { email: string; password: string }, meta: AuditMeta): Promise<UserView> {
+    const mode = this.deps.registrationMode;
+    if (mode === 'closed') throw new ServiceError('forbidden', 'self-registration is closed');
+    checkPassword(this.deps.policy, input.password, { email: input.email });
+    const user = await createUser(this.deps.db, this.deps.hasher, {
+      email: input.email,
+      password: input.password,
+      roles: [],
+      status: mode === 'open' ? 'active' : 'pending',
+    });
+    await this.deps.audit.record({ ...meta, type: 'user.registered', subject: user.id, details: { status: user.status } });
+    return user;
+  }
+
+  async list(filter: UserFilter): Promise<{ items: UserView[]; total: number }> {
+    const email = filter.email ? normalizeEmail(filter.email) ?? filter.email.trim().toLowerCase() : undefined;
+    const where: Prisma.UserWhereInput = {
+      status: filter.status,
+      ...(filter.role ? { roles: { has: filter.role } } : {}),
+      ...(email ? { email: { contains: email } } : {}),
+    };
+    const [rows, total] = await Promise.all([
+      this.deps.db.user.findMany({ where, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }], skip: filter.offset, take: filter.limit }),
+      this.deps.db.user.count({ where }),
+    ]);
+    return { items: rows.map(userView), total };
+  }
+
+  async get(id: string): Promise<UserView> {
+    return userView(await this.#row(id));
+  }
+
+  async #row(id: string) {
+    if (!z.uuid().safeParse(id).success) throw notFound();
+    const row = await this.deps.db.user.findUnique({ where: { id } });
+    if (!row) throw notFound();
+    return row;
+  }
+
+  /** Roles and/or status. pending → active is an approval (who and when are kept). */
+  async update(id: string, change: { roles?: string[]; status?: UserStatus }, meta: AuditMeta): Promise<UserView> {
+    const before = await this.#row(id);
+    const roles = change.roles ? this.checkRoles(change.roles) : undefined;
+    const approving = before.status === 'pending' && change.status === 'active';
+    const row = await this.deps.db.user.update({
+      where: { id },
+      data: {
+        ...(roles ? { roles } : {}),
+        ...(change.status ? { status: change.status } : {}),
+        ...(approving ? { approvedBy: meta.actor ?? null, approvedAt: new Date() } : {}),
+      },
+    });
+    const audit = this.deps.audit;
+    if (roles && roles.join(' ') !== before.roles.join(' ')) {
+      await audit.record({ ...meta, type: 'user.roles_changed', subject: id, details: { from: before.roles, to: roles } });
+    }
+    if (change.status && change.status !== before.status) {
+      if (change.status === 'disabled') await this.deps.sessions.revokeAccount(id);
+      const type = approving ? 'user.approved' : change.status === 'disabled' ? 'user.disabled' : 'user.updated';
+      await audit.record({ ...meta, type, subject: id, details: { from: before.status, to: change.status } });
+    }
+    return userView(row);
+  }
+
+  approve(id: string, meta: AuditMeta): Promise<UserView> {
+    return this.#row(id).then((row) => {
+      if (row.status !== 'pending') throw new ServiceError('conflict', `user is ${row.status}, not pending`, { field: 'status' });
+      return this.update(id, { status: 'active' }, meta);
+    });
+  }
+
+  async delete(id: string, meta: AuditMeta): Promise<void> {
+    const row = await this.#row(id);
+    await this.deps.sessions.revokeAccount(id);
+    await this.deps.db.user.delete({ where: { id } }).catch((err: { code?: string }) => {
+      if (err.code === 'P2025') throw notFound();
+      throw err;
+    });
+    await this.deps.audit.record({ ...meta, type: 'user.deleted', subject: id, details: { email: row.email } });
+  }
+
+  async revokeSessions(id: string, meta: AuditMeta): Promise<number> {
+    await this.#row(id);
+    const revoked = await this.deps.sessions.revokeAccount(id);
+    await this.deps.audit.record({ ...meta, type: 'user.sessions_revoked', subject: id, details: { grants: revoked } });
+    return revoked;
+  }
+
+  /** A logged-in user's own change: needs the current password; ends every other session. */
+  async changePassword(id: string, current: string, next: string, meta: AuditMeta): Promise<void> {
+    const row = await this.#row(id);
+    if (row.status !== 'active') throw new ServiceError('forbidden', 'account is not active');
+    if (!(await this.deps.hasher.verify(row.passwordHash, current))) {
+      await this.deps.audit.record({ ...meta, type: 'password.changed', outcome: 'failure', reason: 'bad_password', subject: id });
+      throw new ServiceError('forbidden', 'current password is wrong', { field: 'current_password' });
+    }
+    checkPassword(this.deps.policy, next, { email: row.email });
+    await this.setPassword(id, row.passwordHash, next);
+    await this.deps.audit.record({ ...meta, type: 'password.changed', subject: id });
+  }
+
+  /** Compare-and-swap on the old hash, then revoke every grant. */
+  async setPassword(id: string, oldHash: string | null, password: string): Promise<void> {
+    const passwordHash = await this.deps.hasher.hash(password);
+    const { count } = await this.deps.db.user.updateMany({ where: { id, passwordHash: oldHash }, data: { passwordHash } });
+    if (count !== 1) throw new ServiceError('conflict', 'the password was changed concurrently; try again');
+    await this.deps.sessions.revokeAccount(id);
+  }
+
+  /** How many users still have a bcrypt hash from an import (upgraded at their next login). */
+  legacyHashCount(): Promise<number> {
+    return legacyHashCount(this.deps.db);
+  }
+}
+
+export function legacyHashCount(db: Db): Promise<number> {
+  return db.user.count({ where: { passwordHash: { startsWith: '$2' } } });
+}

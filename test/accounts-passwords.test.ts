@@ -1,0 +1,253 @@
+// Password policy, hash agility (bcrypt import and upgrade, rehash after a
+// config change), bulk import, and the bootstrap admin.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import bcrypt from 'bcryptjs';
+import { checkPassword, commonPasswords } from '../src/accounts/policy.ts';
+import { MAX_PASSWORD_BYTES } from '../src/accounts/passwords.ts';
+import { loadConfig } from '../src/config/index.ts';
+import { adminToken, call, gatewayFor } from './admin-helpers.ts';
+import { freshDatabase, startTestService, type TestService } from './helpers.ts';
+
+const policy = { minLength: 12, composition: [] } as const;
+const kek = randomBytes(32).toString('base64');
+const reason = (fn: () => unknown) => {
+  try {
+    fn();
+    return 'ok';
+  } catch (err) {
+    assert.equal((err as { field?: string }).field, 'password');
+    return /\((password_[a-z_]+)\)$/.exec((err as Error).message)?.[1];
+  }
+};
+
+describe('password policy', () => {
+  test('minimum length 12 by default, counted in characters', () => {
+    assert.equal(reason(() => checkPassword(policy, 'elevenchars')), 'password_too_short');
+    assert.equal(reason(() => checkPassword(policy, 'twelve chars')), 'ok');
+    assert.equal(reason(() => checkPassword(policy, 'ééééééééééé')), 'password_too_short'); // 11 chars, 22 bytes
+  });
+
+  test('the minimum is configurable but never below 8', () => {
+    assert.equal(loadConfig({ PASSWORD_MIN_LENGTH: '8' }).passwordPolicy.minLength, 8);
+    assert.throws(() => loadConfig({ PASSWORD_MIN_LENGTH: '7' }), /PASSWORD_MIN_LENGTH/);
+    assert.equal(loadConfig({}).passwordPolicy.minLength, 12);
+  });
+
+  test('64 characters and more are allowed; a byte cap stops huge input', () => {
+    assert.equal(reason(() => checkPassword(policy, 'a'.repeat(30) + 'b'.repeat(70))), 'ok');
+    assert.equal(reason(() => checkPassword(policy, 'ü'.repeat(200))), 'ok');
+    assert.equal(reason(() => checkPassword(policy, 'x'.repeat(MAX_PASSWORD_BYTES + 1))), 'password_too_long');
+  });
+
+  test('the shipped common-password list has ≥ 10,000 entries and is enforced', () => {
+    const list = commonPasswords();
+    assert.ok(list.size >= 10_000, `only ${list.size}`);
+    const longCommon = [...list].find((p) => p.length >= 12)!;
+    assert.ok(longCommon);
+    assert.equal(reason(() => checkPassword(policy, longCommon)), 'password_common');
+    assert.equal(reason(() => checkPassword(policy, longCommon.toUpperCase())), 'password_common');
+    assert.equal(reason(() => checkPassword({ minLength: 8, composition: [] }, 'password')), 'password_common');
+  });
+
+  test('composition rules are off by default and each one works when on', () => {
+    assert.deepEqual(loadConfig({}).passwordPolicy.composition, []);
+    const all = loadConfig({ PASSWORD_COMPOSITION: 'upper,lower,digit,special' }).passwordPolicy;
+    assert.equal(reason(() => checkPassword(all, 'ALL UPPER 123!')), 'password_needs_lower');
+    assert.equal(reason(() => checkPassword(all, 'all lower 123!')), 'password_needs_upper');
+    assert.equal(reason(() => checkPassword(all, 'No Digits Here!')), 'password_needs_digit');
+    assert.equal(reason(() => checkPassword(all, 'NoSpecials1234')), 'password_needs_special');
+    assert.equal(reason(() => checkPassword(all, 'Has All 4 kinds!')), 'ok');
+    assert.throws(() => loadConfig({ PASSWORD_COMPOSITION: 'emoji' }), /PASSWORD_COMPOSITION/);
+  });
+
+  test('the email address is not a password', () => {
+    assert.equal(reason(() => checkPassword(policy, 'Long.Name.Here@example.com', { email: 'long.name.here@example.com' })), 'password_is_email');
+  });
+});
+
+describe('passwords through the service', () => {
+  let svc: TestService;
+  let gw: Awaited<ReturnType<typeof gatewayFor>>;
+  let token: string;
+  before(async () => {
+    svc = await startTestService({ REGISTRATION_MODE: 'open' });
+    gw = await gatewayFor(svc);
+    token = (await adminToken(svc, gw)).token;
+  });
+  after(() => svc.stop());
+
+  test('policy violations are specific 400s on registration and admin creation', async () => {
+    const short = await call(svc.publicUrl, 'POST', '/register', { body: { email: 'p1@example.com', password: 'short' } });
+    assert.equal(short.status, 400);
+    assert.equal(short.body.field, 'password');
+    assert.match(short.body.message, /at least 12 characters/);
+    const common = await call(svc.adminUrl, 'POST', '/admin/users', {
+      token,
+      body: { email: 'p2@example.com', password: 'password1234' },
+    });
+    assert.equal(common.status, 400);
+    assert.match(common.body.message, /common/);
+  });
+
+  test('NFC and NFD spellings of a password are the same password', async () => {
+    const nfc = 'Crème brûlée à la façon'.normalize('NFC');
+    const nfd = nfc.normalize('NFD');
+    assert.notEqual(nfc, nfd);
+    const reg = await call(svc.publicUrl, 'POST', '/register', { body: { email: 'unicode@example.com', password: nfd } });
+    assert.equal(reg.status, 201);
+    assert.ok((await gw.login('unicode@example.com', nfc)).access_token);
+    assert.ok((await gw.login('unicode@example.com', nfd)).access_token);
+  });
+
+  test('no truncation: a long password does not match on its first 72 bytes', async () => {
+    const password = 'a long password that keeps going '.repeat(3) + 'and ends here';
+    assert.ok(Buffer.byteLength(password) > 80);
+    const u = await svc.user({ password });
+    assert.ok((await gw.login(u.email, password)).access_token);
+    await assert.rejects(gw.login(u.email, password.slice(0, 72)), (e: any) => e.error === 'invalid_grant');
+  });
+
+  test('existing users log in even when their password no longer passes the policy', async () => {
+    const u = await svc.user({ password: 'short1' }); // created directly, as by an older policy
+    assert.ok((await gw.login(u.email, 'short1')).access_token);
+  });
+
+  test('bcrypt import → login → the hash is argon2id; per-line errors do not stop the import', async () => {
+    const hashes = {
+      a: bcrypt.hashSync('legacy password a', 4).replace(/^\$2b\$/, '$2a$'),
+      b: bcrypt.hashSync('legacy password b', 4),
+      y: bcrypt.hashSync('legacy password y', 4).replace(/^\$2b\$/, '$2y$'),
+    };
+    const longPw = 'L'.repeat(72) + ' tail that bcrypt never saw';
+    const ndjson = [
+      JSON.stringify({ email: 'Legacy.A@example.com', roles: ['viewer'], password_hash: hashes.a }),
+      JSON.stringify({ email: 'legacy.b@example.com', password_hash: hashes.b }),
+      '',
+      JSON.stringify({ email: 'legacy.y@example.com', password_hash: hashes.y, status: 'active' }),
+      JSON.stringify({ email: 'legacy.long@example.com', password_hash: bcrypt.hashSync(longPw, 4) }),
+      JSON.stringify({ email: 'nopassword@example.com' }),
+      '{not json',
+      JSON.stringify({ email: 'bad-hash@example.com', password_hash: 'md5:abc' }),
+      JSON.stringify({ email: 'legacy.b@example.com', password_hash: hashes.b }),
+      JSON.stringify({ email: 'role@example.com', roles: ['root'] }),
+      JSON.stringify({ email: 'extra@example.com', is_admin: true }),
+    ].join('\n');
+    const res = await call(svc.adminUrl, 'POST', '/admin/users/import', { token, raw: ndjson, type: 'application/x-ndjson' });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.created, 5);
+    assert.deepEqual(
+      res.body.errors.map((e: any) => [e.line, e.error, e.field]),
+      [
+        [7, 'validation_failed', 'line'],
+        [8, 'validation_failed', 'password_hash'],
+        [9, 'conflict', 'email'],
+        [10, 'validation_failed', 'roles'],
+        [11, 'validation_failed', 'is_admin'],
+      ],
+    );
+    const stats = async () => (await call(svc.adminUrl, 'GET', '/admin/users/stats', { token })).body.legacy_hashes;
+    assert.equal(await stats(), 4);
+
+    const hashOf = async (email: string) =>
+      (await svc.stores.db.user.findUniqueOrThrow({ where: { email } })).passwordHash;
+    for (const k of ['a', 'b', 'y'] as const) {
+      await assert.rejects(gw.login(`legacy.${k}@example.com`, 'wrong password'));
+      assert.match((await hashOf(`legacy.${k}@example.com`))!, /^\$2/);
+      assert.ok((await gw.login(`legacy.${k}@example.com`, `legacy password ${k}`)).access_token);
+      assert.match((await hashOf(`legacy.${k}@example.com`))!, /^\$argon2id\$/);
+      assert.ok((await gw.login(`legacy.${k}@example.com`, `legacy password ${k}`)).access_token);
+    }
+    assert.equal(await stats(), 1);
+    // bcrypt saw only 72 bytes; accepting a longer password would be truncation.
+    await assert.rejects(gw.login('legacy.long@example.com', longPw));
+    await assert.rejects(gw.login('legacy.long@example.com', longPw.slice(0, 72) + 'something else'));
+    await assert.rejects(gw.login('nopassword@example.com', ''), (e: any) => e.error === 'invalid_request');
+    await assert.rejects(gw.login('nopassword@example.com', 'anything at all'), (e: any) => e.error === 'invalid_grant');
+  });
+});
+
+test('rehash after an argon2 config change, on the next successful login', async () => {
+  const db = await freshDatabase();
+  const password = 'rehash me please';
+  try {
+    const first = await startTestService({ ARGON2_TIME_COST: '2', KEY_ENCRYPTION_KEY: kek }, { databaseUrl: db.url });
+    const u = await first.user({ password });
+    await first.stop();
+    const second = await startTestService({ ARGON2_TIME_COST: '3', KEY_ENCRYPTION_KEY: kek }, { databaseUrl: db.url });
+    try {
+      const hash = async () => (await second.stores.db.user.findUniqueOrThrow({ where: { id: u.id } })).passwordHash!;
+      assert.match(await hash(), /\$m=19456,p=1,t=2\$/);
+      const gw = await gatewayFor(second);
+      await assert.rejects(gw.login(u.email, 'not the password'));
+      assert.match(await hash(), /\$m=19456,p=1,t=2\$/);
+      await gw.login(u.email, password);
+      assert.match(await hash(), /\$m=19456,p=1,t=3\$/);
+    } finally {
+      await second.stop();
+    }
+  } finally {
+    await db.drop();
+  }
+});
+
+test('bootstrap admin from env: created once, idempotent, no default credentials', async () => {
+  const db = await freshDatabase();
+  const dir = await mkdtemp(join(tmpdir(), 'idp-bootstrap-'));
+  const file = join(dir, 'password');
+  const password = `bootstrap-${randomBytes(8).toString('hex')}`;
+  await writeFile(file, `${password}\n`);
+  const env = { ADMIN_BOOTSTRAP_EMAIL: 'Root@Example.com', ADMIN_BOOTSTRAP_PASSWORD_FILE: file, KEY_ENCRYPTION_KEY: kek };
+  try {
+    const plain = await startTestService({ KEY_ENCRYPTION_KEY: kek }, { databaseUrl: db.url });
+    assert.equal(await plain.stores.db.user.count(), 0);
+    await plain.stop();
+    for (let boot = 0; boot < 2; boot++) {
+      const svc = await startTestService(env, { databaseUrl: db.url });
+      try {
+        const users = await svc.stores.db.user.findMany();
+        assert.equal(users.length, 1);
+        assert.deepEqual(users[0]!.roles, ['admin']);
+        assert.equal(users[0]!.email, 'root@example.com');
+        const gw = await gatewayFor(svc);
+        const t = await gw.login('root@example.com', password);
+        const res = await call(svc.adminUrl, 'GET', '/admin/users', { token: t.access_token });
+        assert.equal(res.status, 200);
+      } finally {
+        await svc.stop();
+      }
+    }
+    assert.throws(() => loadConfig({ ADMIN_BOOTSTRAP_EMAIL: 'a@example.com' }), /ADMIN_BOOTSTRAP_PASSWORD_FILE/);
+    await assert.rejects(
+      startTestService({ ADMIN_BOOTSTRAP_EMAIL: 'x@example.com', ADMIN_BOOTSTRAP_PASSWORD_FILE: join(dir, 'missing'), KEY_ENCRYPTION_KEY: kek }, { databaseUrl: db.url }),
+      /ADMIN_BOOTSTRAP_PASSWORD_FILE/,
+    );
+  } finally {
+    await db.drop();
+  }
+});
+
+test('the CLI imports NDJSON and reports per-line errors', async () => {
+  const db = await freshDatabase();
+  try {
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, DATABASE_URL: db.url, KEY_ENCRYPTION_KEY: kek, LOG_LEVEL: 'silent' };
+    const input = [
+      JSON.stringify({ email: 'cli.one@example.com', roles: ['viewer'], password_hash: bcrypt.hashSync('cli password one', 4) }),
+      JSON.stringify({ email: 'cli.two@example.com', status: 'pending' }),
+      JSON.stringify({ email: 'broken' }),
+    ].join('\n');
+    const cli = new URL('../src/cli.ts', import.meta.url).pathname;
+    const r = spawnSync(process.execPath, [cli, 'users', 'import'], { env, input, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 1, r.stderr);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.created, 2);
+    assert.deepEqual(report.errors.map((e: { line: number; field: string }) => [e.line, e.field]), [[3, 'email']]);
+  } finally {
+    await db.drop();
+  }
+});

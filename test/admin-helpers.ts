@@ -1,0 +1,52 @@
+// Helpers for the accounts and admin API tests: tokens for a user, and JSON
+// calls to the admin and public ports.
+import * as oauth from 'openid-client';
+import type { TestService } from './helpers.ts';
+
+export type Json = Record<string, any>;
+
+export async function call(
+  base: string,
+  method: string,
+  path: string,
+  opts: { token?: string; body?: unknown; raw?: string; type?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: Json; headers: Headers }> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  let body: string | undefined;
+  if (opts.raw !== undefined) {
+    body = opts.raw;
+    headers['content-type'] = opts.type ?? 'application/json';
+  } else if (opts.body !== undefined) {
+    body = JSON.stringify(opts.body);
+    headers['content-type'] = 'application/json';
+  }
+  const res = await fetch(base + path, { method, headers, body });
+  const text = await res.text();
+  let parsed: Json = {};
+  try {
+    parsed = text ? JSON.parse(text) : {};
+  } catch {
+    parsed = { text };
+  }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/** A gateway client allowed the password grant, and a login helper. */
+export async function gatewayFor(svc: TestService) {
+  const client = await svc.client({ grantTypes: ['password', 'refresh_token'], scopes: ['api:read'] });
+  const conf = await svc.oauth(client);
+  return {
+    client,
+    conf,
+    login: (username: string, password: string) => oauth.genericGrantRequest(conf, 'password', { username, password }),
+    refresh: (refreshToken: string) => oauth.refreshTokenGrant(conf, refreshToken),
+  };
+}
+
+/** An admin user and its access token. */
+export async function adminToken(svc: TestService, gateway: Awaited<ReturnType<typeof gatewayFor>>) {
+  const admin = await svc.user({ roles: ['admin'] });
+  const tokens = await gateway.login(admin.email, admin.password);
+  return { admin, token: tokens.access_token };
+}
