@@ -110,11 +110,53 @@ export async function load(base: string, req: Request, connections: number, seco
     ],
   });
   return {
-    rps: result.requests.average,
+    // Only successful answers count: a shed (503) or throttled (429) request
+    // is fast and would flatter the figure.
+    rps: result['2xx'] / result.duration,
     p50: result.latency.p50,
     p99: result.latency.p99,
     requests: result.requests.total,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
   };
+}
+
+/**
+ * A closed-loop load for stateful flows: each of `workers` sends one request,
+ * waits for its answer, derives the next request from it, and so on. Used for
+ * refresh-token chains (autocannon prepares a connection's next request before
+ * it reports the previous response, which would replay consumed tokens).
+ */
+export async function chain(
+  base: string,
+  workers: number,
+  next: (worker: number, previous: { status: number; body: string } | undefined) => Promise<RequestInit & { path: string }>,
+  seconds = SECONDS,
+): Promise<Load> {
+  const latencies: number[] = [];
+  let ok = 0;
+  let non2xx = 0;
+  let errors = 0;
+  const deadline = performance.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      let previous: { status: number; body: string } | undefined;
+      while (performance.now() < deadline) {
+        const { path, ...init } = await next(w, previous);
+        const started = performance.now();
+        try {
+          const res = await fetch(base + path, init);
+          previous = { status: res.status, body: await res.text() };
+          latencies.push(performance.now() - started);
+          if (res.ok) ok++;
+          else non2xx++;
+        } catch {
+          errors++;
+        }
+      }
+    }),
+  );
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0);
+  return { rps: ok / seconds, p50: at(0.5), p99: at(0.99), requests: latencies.length, errors, non2xx };
 }

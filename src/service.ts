@@ -17,7 +17,7 @@ import type { Config } from './config/index.ts';
 import { createAdminApp } from './http/admin-app.ts';
 import { collectFromDatabase, countSecurityEvents, createMetrics, instrumentProvider, type Metrics } from './http/metrics.ts';
 import { drainable } from './http/shutdown.ts';
-import { createPublicApp } from './http/public-app.ts';
+import { createPublicApp, publicListener } from './http/public-app.ts';
 import { keyPolicy } from './keys/lifecycle.ts';
 import { KeyRotation } from './keys/rotation.ts';
 import type { Logger } from './log.ts';
@@ -197,14 +197,15 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     return { postgres, redis, signingKey: keys.activeKid !== '', notDraining: !draining };
   };
 
+  const publicApp = createPublicApp(keys, logger, keys.jwks(), {
+    trustProxyHops: config.trustProxyHops,
+    maxBodyBytes: config.http.maxBodyBytes,
+    corsOrigins: config.corsOrigins,
+    accountRoutes: accounts.selfServiceRouter,
+  });
   const publicServer = createServer(
     { maxHeaderSize: config.http.maxHeaderBytes },
-    createPublicApp(keys, logger, keys.jwks(), {
-      trustProxyHops: config.trustProxyHops,
-      maxBodyBytes: config.http.maxBodyBytes,
-      corsOrigins: config.corsOrigins,
-      accountRoutes: accounts.selfServiceRouter,
-    }),
+    publicListener(publicApp, keys.jwks(), config.corsOrigins),
   ).listen(config.port, config.host);
   const adminServer = createAdminApp(readiness, { logger, registry: metrics.registry, api: accounts.adminRouter }).listen(config.adminPort, config.host);
   const [publicDrain, adminDrain] = [drainable(publicServer), drainable(adminServer)];

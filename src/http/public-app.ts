@@ -56,3 +56,31 @@ export function createPublicApp(
   app.use(jsonErrorHandler(logger) as ErrorRequestHandler);
   return app;
 }
+
+/**
+ * The public port's request listener. GET /jwks is the hottest read of the
+ * service (every downstream verifier): it is answered here from the
+ * pre-serialized key set with helmet's headers and the CORS allowlist,
+ * without express routing, request logging or body handling. Everything
+ * else, /jwks with a query string included, goes to the express app.
+ */
+export function publicListener(
+  app: express.Express,
+  jwks: NodeHandler,
+  corsOrigins: readonly string[],
+): (req: IncomingMessage, res: ServerResponse) => void {
+  const securityHeaders = helmet();
+  const allowed = new Set(corsOrigins);
+  return (req, res) => {
+    if (req.url !== '/jwks' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      app(req, res);
+      return;
+    }
+    securityHeaders(req as never, res as never, () => {
+      const origin = req.headers.origin;
+      if (origin && allowed.has(origin)) res.setHeader('Access-Control-Allow-Origin', origin);
+      if (allowed.size) res.setHeader('Vary', 'Origin');
+      jwks(req, res);
+    });
+  };
+}

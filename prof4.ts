@@ -1,0 +1,12 @@
+import { startTestService, postForm, basic } from './test/helpers.ts';
+const s = await startTestService({ NODE_ENV: 'production' });
+const c = await s.client({ grantTypes: ['password', 'refresh_token', 'client_credentials'] });
+const u = await s.user();
+const auth = { authorization: basic(c.id, c.secret) };
+const r = await postForm(`${s.config.issuer}/token`, { grant_type: 'password', username: u.email, password: u.password }, auth);
+let rt = r.body.refresh_token as string;
+const med = async (fn: () => Promise<void>) => { const ts: number[] = []; for (let i = 0; i < 150; i++) { const t = performance.now(); await fn(); ts.push(performance.now() - t); } ts.sort((a, b) => a - b); return ts[75]!.toFixed(2); };
+console.log('refresh', await med(async () => { const x = await postForm(`${s.config.issuer}/token`, `grant_type=refresh_token&refresh_token=${rt}`, auth); rt = x.body.refresh_token as string; }));
+console.log('client_credentials', await med(async () => { await postForm(`${s.config.issuer}/token`, 'grant_type=client_credentials', auth); }));
+console.log('introspect', await med(async () => { await postForm(`${s.config.issuer}/token/introspection`, `token=${rt}`, auth); }));
+await s.stop();
