@@ -1,47 +1,16 @@
 // Benchmark plumbing: spawn a real service (or a baseline server) on
 // loopback, drive it with autocannon for a bounded time, read its memory.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import autocannon from 'autocannon';
-import pg from 'pg';
 
-export const POSTGRES_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
-export const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 
 export type Load = { rps: number; p50: number; p99: number; requests: number; errors: number; non2xx: number };
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-export async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `idbench_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: POSTGRES_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(POSTGRES_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const c = new pg.Client({ connectionString: POSTGRES_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
-}
+// A free loopback port and a fresh migrated database: the test harness's own helpers.
+export { freePort, freshDatabase } from '../test/helpers.ts';
 
 export type Proc = { url: string; pid: number; child: ChildProcess; stop(): Promise<void> };
 

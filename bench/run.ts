@@ -8,10 +8,9 @@ import argon2 from 'argon2';
 import { PasswordHasher } from '../src/accounts/passwords.ts';
 import { createUser } from '../src/accounts/users.ts';
 import { createDb } from '../src/store/postgres.ts';
-import { migrate } from '../src/store/migrate.ts';
 import { createClient } from '../src/tokens/clients.ts';
 import { renderChart } from './chart.ts';
-import { chain, createDatabase, freePort, load, REDIS_URL, rssMb, SECONDS, startProcess, type Load, type Proc } from './lib.ts';
+import { chain, freshDatabase, freePort, load, REDIS_URL, rssMb, SECONDS, startProcess, type Load, type Proc } from './lib.ts';
 
 const CLI = new URL('../src/cli.ts', import.meta.url).pathname;
 const SAT = Number(process.env.BENCH_CONNECTIONS ?? 16); // saturating connections for cheap requests
@@ -26,8 +25,7 @@ const results: Record<string, unknown> = {};
 const rows: { scenario: string; c: number; service: Load; baseline?: Load | { rps: number }; ratio?: number; target?: number }[] = [];
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
-const db = await createDatabase();
-await migrate(db.url);
+const db = await freshDatabase();
 const prisma = createDb(db.url, 2);
 const kek = randomBytes(32).toString('base64');
 const prefix = `bench:${randomBytes(4).toString('hex')}:`;

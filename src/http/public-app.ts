@@ -61,15 +61,18 @@ export function createPublicApp(
  * The public port's request listener. GET /jwks is the hottest read of the
  * service (every downstream verifier): it is answered here from the
  * pre-serialized key set with helmet's headers and the CORS allowlist,
- * without express routing, request logging or body handling. Everything
+ * without express routing or body handling (still logged, with its request
+ * id). Everything
  * else, /jwks with a query string included, goes to the express app.
  */
 export function publicListener(
   app: express.Express,
   jwks: NodeHandler,
   corsOrigins: readonly string[],
+  logger: Logger,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const securityHeaders = helmet();
+  const log = requestLogger(logger); // request id + one log line, as on every route
   const allowed = new Set(corsOrigins);
   return (req, res) => {
     if (req.url !== '/jwks' || (req.method !== 'GET' && req.method !== 'HEAD')) {
@@ -77,10 +80,12 @@ export function publicListener(
       return;
     }
     securityHeaders(req as never, res as never, () => {
-      const origin = req.headers.origin;
-      if (origin && allowed.has(origin)) res.setHeader('Access-Control-Allow-Origin', origin);
-      if (allowed.size) res.setHeader('Vary', 'Origin');
-      jwks(req, res);
+      log(req as never, res as never, () => {
+        const origin = req.headers.origin;
+        if (origin && allowed.has(origin)) res.setHeader('Access-Control-Allow-Origin', origin);
+        if (allowed.size) res.setHeader('Vary', 'Origin');
+        jwks(req, res);
+      });
     });
   };
 }
