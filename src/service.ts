@@ -205,7 +205,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   });
   const publicServer = createServer(
     { maxHeaderSize: config.http.maxHeaderBytes },
-    publicListener(publicApp, keys.jwks(), config.corsOrigins, logger),
+    publicListener(publicApp, keys.jwks(), config.corsOrigins),
   ).listen(config.port, config.host);
   const adminServer = createAdminApp(readiness, { logger, registry: metrics.registry, api: accounts.adminRouter }).listen(config.adminPort, config.host);
   const [publicDrain, adminDrain] = [drainable(publicServer), drainable(adminServer)];

@@ -104,11 +104,18 @@ describe('metrics', () => {
 
 describe('request log', () => {
   test('X-Request-Id is propagated when sane, generated otherwise, and echoed', async () => {
-    const given = await fetch(`${svc.config.issuer}/jwks`, { headers: { 'x-request-id': 'gw-7f3a.42:1' } });
+    const discovery = '/.well-known/openid-configuration';
+    const given = await fetch(`${svc.config.issuer}${discovery}`, { headers: { 'x-request-id': 'gw-7f3a.42:1' } });
     assert.equal(given.headers.get('x-request-id'), 'gw-7f3a.42:1');
     const line = svc.logs.lines.find((l) => l.includes('"gw-7f3a.42:1"'));
     assert.ok(line, 'logged with the caller’s id');
-    assert.equal(JSON.parse(line).req.path, '/jwks');
+    assert.equal(JSON.parse(line).req.path, discovery);
+
+    // GET /jwks (the fast path) echoes the caller's id too, but like the
+    // probes it writes no log line (see publicListener).
+    const jwks = await fetch(`${svc.config.issuer}/jwks`, { headers: { 'x-request-id': 'gw-jwks-1' } });
+    assert.equal(jwks.headers.get('x-request-id'), 'gw-jwks-1');
+    assert.ok(!svc.logs.lines.some((l) => l.includes('"gw-jwks-1"')), 'JWKS fetches are not logged');
 
     for (const bad of ['x'.repeat(129), 'a b', '<script>', 'a/b"c']) {
       const res = await fetch(`${svc.config.issuer}/jwks`, { headers: { 'x-request-id': bad } });
