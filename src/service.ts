@@ -168,7 +168,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     buildProvider(signingKey) {
       const provider = createProvider({
         config,
-        scopes: config.scopes,
         signingKeys: [signingKey],
         adapter: ((model: string) =>
           model === 'Client' ? clientStore : tokenStore ? tokenStore.adapterFor(model) : memory!.adapterFor(model)) as never,

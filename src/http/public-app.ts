@@ -42,15 +42,8 @@ export function createPublicApp(
   app.use(inputHardening(opts.maxBodyBytes));
 
   if (jwks) {
-    // Same CORS rule as the provider's routes (provider-headers.ts): only
-    // allow-listed origins, echoed alone, never with credentials.
-    const allowed = new Set(opts.corsOrigins);
-    app.get('/jwks', (req, res) => {
-      const origin = req.headers.origin;
-      if (origin && allowed.has(origin)) res.setHeader('Access-Control-Allow-Origin', origin);
-      if (allowed.size) res.setHeader('Vary', 'Origin');
-      jwks(req, res);
-    });
+    const serve = withCors(jwks, opts.corsOrigins);
+    app.get('/jwks', (req, res) => serve(req, res));
   }
   app.use(provider.callback());
   app.use(jsonErrorHandler(logger) as ErrorRequestHandler);
@@ -72,7 +65,7 @@ export function publicListener(
   corsOrigins: readonly string[],
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const securityHeaders = helmet();
-  const allowed = new Set(corsOrigins);
+  const serve = withCors(jwks, corsOrigins);
   return (req, res) => {
     if (req.url !== '/jwks' || (req.method !== 'GET' && req.method !== 'HEAD')) {
       app(req, res);
@@ -80,10 +73,19 @@ export function publicListener(
     }
     securityHeaders(req as never, res as never, () => {
       requestId(req, res);
-      const origin = req.headers.origin;
-      if (origin && allowed.has(origin)) res.setHeader('Access-Control-Allow-Origin', origin);
-      if (allowed.size) res.setHeader('Vary', 'Origin');
-      jwks(req, res);
+      serve(req, res);
     });
+  };
+}
+
+// The JWKS gets the provider routes' CORS rule (provider-headers.ts): only
+// allow-listed origins, echoed alone, never with credentials.
+function withCors(handler: NodeHandler, corsOrigins: readonly string[]): NodeHandler {
+  const allowed = new Set(corsOrigins);
+  return (req, res) => {
+    const origin = req.headers.origin;
+    if (origin && allowed.has(origin)) res.setHeader('Access-Control-Allow-Origin', origin);
+    if (allowed.size) res.setHeader('Vary', 'Origin');
+    handler(req, res);
   };
 }

@@ -11,7 +11,6 @@ import { passwordGrant, PASSWORD_GRANT_PARAMS, type PasswordGrantDeps } from './
 
 export type ProviderDeps = {
   config: Config;
-  scopes: readonly string[];
   signingKeys: JWK[];
   /** Adapter factory: Redis in production, oidc-provider's memory store in development. */
   adapter: NonNullable<Configuration['adapter']>;
@@ -44,7 +43,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     clients: [],
     jwks: { keys: deps.signingKeys as never },
     cookies: { keys: [cookieKey] },
-    scopes: ['offline_access', ...deps.scopes],
+    scopes: ['offline_access', ...config.scopes],
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
     responseTypes: ['none'],
     clientDefaults: { id_token_signed_response_alg: config.signingAlg, grant_types: [], response_types: [] },
