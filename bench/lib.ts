@@ -10,7 +10,7 @@ export const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 export type Load = { rps: number; p50: number; p99: number; requests: number; errors: number; non2xx: number };
 
 // A free loopback port and a fresh migrated database: the test harness's own helpers.
-export { freePort, freshDatabase } from '../test/helpers.ts';
+export { freePort, freshDatabase } from '../test/support/service.ts';
 
 export type Proc = { url: string; pid: number; child: ChildProcess; stop(): Promise<void> };
 

@@ -8,7 +8,7 @@ import argon2 from 'argon2';
 import { PasswordHasher } from '../src/accounts/passwords.ts';
 import { createUser } from '../src/accounts/users.ts';
 import { createDb } from '../src/store/postgres.ts';
-import { createClient } from '../src/tokens/clients.ts';
+import { createClient } from '../src/clients/index.ts';
 import { renderChart } from './chart.ts';
 import { chain, freshDatabase, freePort, load, REDIS_URL, rssMb, SECONDS, startProcess, type Load, type Proc } from './lib.ts';
 

@@ -6,19 +6,15 @@
 //   identity clients create --id ID --grant-types password,refresh_token [--scopes "a b"]
 //   identity keys list | rotate | revoke KID | rekey
 import { parseArgs } from 'node:util';
-import { PasswordHasher } from './accounts/passwords.ts';
-import { checkPassword } from './accounts/policy.ts';
-import { AuditLog } from './accounts/audit.ts';
 import { importUsers } from './accounts/import.ts';
-import { Accounts } from './accounts/lifecycle.ts';
-import { createUser } from './accounts/users.ts';
+import { GRANT_TYPES, type GrantType } from './clients/index.ts';
 import { loadConfig, type Config } from './config/index.ts';
 import { ServiceError } from './errors.ts';
-import { keyPolicy, listKeys, rekeyKeys, revokeKey, rotateKeys } from './keys/lifecycle.ts';
-import { createLogger } from './log.ts';
-import { openStores, startService } from './service.ts';
+import { createLogger } from './observability/log.ts';
+import type { AuditMeta } from './security/audit.ts';
+import { domainServices, openStores, startService, type Stores } from './service.ts';
 import { migrate } from './store/migrate.ts';
-import { createClient, GRANT_TYPES, type GrantType } from './tokens/clients.ts';
+import { RedisTokenStore } from './tokens/redis-adapter.ts';
 
 const USAGE = `usage:
   identity serve
@@ -40,10 +36,17 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
-async function withStores<T>(config: Config, fn: (stores: Awaited<ReturnType<typeof openStores>>) => Promise<T>): Promise<T> {
-  const stores = await openStores(config, createLogger('warn', process.stderr as never));
+const CLI: AuditMeta = { actor: 'cli' };
+
+/** Opens the stores, runs `fn` with the services (audited as actor `cli`), closes. */
+async function withServices<T>(config: Config, fn: (services: ReturnType<typeof domainServices>, stores: Stores) => Promise<T>): Promise<T> {
+  const logger = createLogger('warn', process.stderr as never);
+  const stores = await openStores(config, logger);
+  // Sessions live in Redis; without it (development) the server's in-memory
+  // store is in another process, and only that process can end them.
+  const sessions = stores.redis ? new RedisTokenStore(stores.redis, config.redisKeyPrefix) : { revokeAccount: async () => 0 };
   try {
-    return await fn(stores);
+    return await fn(domainServices(config, stores, logger, sessions), stores);
   } finally {
     await stores.close();
   }
@@ -52,9 +55,8 @@ async function withStores<T>(config: Config, fn: (stores: Awaited<ReturnType<typ
 async function main(argv: string[]): Promise<number> {
   const [command, sub, ...rest] = argv;
   const config = loadConfig();
-  const logger = createLogger(config.logLevel);
-
   if (command === 'serve') {
+    const logger = createLogger(config.logLevel);
     const service = await startService(config, logger);
     const stop = async (signal: string) => {
       logger.info({ signal, delayMs: config.shutdownDelayMs, graceMs: config.shutdownGraceMs }, 'shutting down: draining');
@@ -91,12 +93,8 @@ async function main(argv: string[]): Promise<number> {
     });
     if (!values.email || !values['password-stdin']) throw new ServiceError('validation_failed', `missing option\n${USAGE}`);
     const password = await readStdin();
-    checkPassword(config.passwordPolicy, password, { email: values.email });
-    const roles = list(values.roles, /,/);
-    const unknownRoles = roles.filter((r) => !config.roles.includes(r));
-    if (unknownRoles.length) throw new ServiceError('validation_failed', `unknown role ${unknownRoles.join(', ')} (ROLES: ${config.roles.join(', ')})`);
-    const user = await withStores(config, ({ db }) =>
-      createUser(db, new PasswordHasher(config.argon2), { email: values.email!, password, roles }),
+    const user = await withServices(config, ({ accounts }) =>
+      accounts.create({ email: values.email!, password, roles: list(values.roles, /,/), status: 'active' }, CLI),
     );
     console.log(JSON.stringify(user, null, 2));
     return 0;
@@ -104,18 +102,7 @@ async function main(argv: string[]): Promise<number> {
 
   if (command === 'users' && sub === 'import') {
     const ndjson = await readStdin();
-    const report = await withStores(config, ({ db }) => {
-      const accounts = new Accounts({
-        db,
-        hasher: new PasswordHasher(config.argon2),
-        policy: config.passwordPolicy,
-        roles: config.roles,
-        registrationMode: config.registrationMode,
-        sessions: { revokeAccount: async () => 0 }, // new users have no sessions
-        audit: new AuditLog(db),
-      });
-      return importUsers(accounts, ndjson, { actor: 'cli' });
-    });
+    const report = await withServices(config, ({ accounts }) => importUsers(accounts, ndjson, CLI));
     console.log(JSON.stringify(report, null, 2));
     return report.failed ? 1 : 0;
   }
@@ -126,16 +113,15 @@ async function main(argv: string[]): Promise<number> {
       options: { id: { type: 'string' }, 'grant-types': { type: 'string' }, scopes: { type: 'string' }, 'trusted-gateway': { type: 'boolean' } },
       strict: true,
     });
-    const client = await withStores(config, ({ db }) =>
-      createClient(
-        db,
+    const client = await withServices(config, ({ clients }) =>
+      clients.create(
         {
           id: values.id ?? '',
           grantTypes: list(values['grant-types'], /,/) as GrantType[],
           scopes: list(values.scopes, /[\s,]+/),
           trustedGateway: values['trusted-gateway'] === true,
         },
-        config.scopes,
+        CLI,
       ),
     );
     console.log(JSON.stringify(client, null, 2));
@@ -144,23 +130,17 @@ async function main(argv: string[]): Promise<number> {
 
   const keyCommand = { list: 0, rotate: 0, revoke: 1, rekey: 0 }[sub ?? ''];
   if (command === 'keys' && keyCommand === rest.length) {
-    const policy = keyPolicy(config);
-    const out = await withStores(config, async ({ db, kek }) => {
-      if (sub === 'list' && rest.length === 0) return listKeys(db, policy);
-      if (sub === 'rotate' && rest.length === 0) return rotateKeys(db, kek, policy);
-      if (sub === 'revoke' && rest.length === 1) return revokeKey(db, kek, rest[0]!, policy);
-      if (sub === 'rekey' && rest.length === 0) {
-        if (!config.oldKeyEncryptionKey || !config.keyEncryptionKey) {
-          throw new ServiceError('validation_failed', 'keys rekey needs OLD_KEY_ENCRYPTION_KEY (current) and KEY_ENCRYPTION_KEY (new)');
-        }
-        return rekeyKeys(db, config.oldKeyEncryptionKey, config.keyEncryptionKey);
-      }
-      return undefined;
-    });
-    if (out !== undefined) {
-      console.log(JSON.stringify(out, null, 2));
-      return 0;
+    if (sub === 'rekey' && (!config.oldKeyEncryptionKey || !config.keyEncryptionKey)) {
+      throw new ServiceError('validation_failed', 'keys rekey needs OLD_KEY_ENCRYPTION_KEY (current) and KEY_ENCRYPTION_KEY (new)');
     }
+    const out = await withServices(config, async ({ keys }): Promise<unknown> => {
+      if (sub === 'rotate') return keys.rotate(CLI);
+      if (sub === 'revoke') return keys.revoke(rest[0]!, CLI);
+      if (sub === 'rekey') return keys.rekey(config.oldKeyEncryptionKey!, CLI);
+      return keys.list();
+    });
+    console.log(JSON.stringify(out, null, 2));
+    return 0;
   }
 
   console.error(USAGE);

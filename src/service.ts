@@ -1,35 +1,42 @@
-// Composition root: opens the stores, loads the signing key, builds the
-// provider and the two HTTP apps, and knows how to shut all of it down.
+// Composition root: opens the stores, builds each layer's services from the
+// bottom up (security → accounts, keys, clients → tokens → http/api), and
+// knows how to shut all of it down. The only file that sees every layer.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Configuration } from 'oidc-provider';
 import type Provider from 'oidc-provider';
+import { bootstrapAdmin } from './accounts/bootstrap.ts';
+import { Accounts, type SessionRevoker } from './accounts/lifecycle.ts';
+import { PasswordLogin } from './accounts/login.ts';
 import { PasswordHasher } from './accounts/passwords.ts';
-import { memorySessions, redisSessions } from './accounts/sessions.ts';
-import { findActiveAccount } from './accounts/users.ts';
-import { createAccountsModule, type AccountsModule } from './admin/module.ts';
+import { PasswordResets } from './accounts/reset.ts';
+import { findActiveAccount, legacyHashCount } from './accounts/users.ts';
+import { apiRouters } from './api/index.ts';
+import { Clients } from './clients/index.ts';
 import type { Config } from './config/index.ts';
 import { createAdminApp } from './http/admin-app.ts';
-import { collectFromDatabase, countSecurityEvents, createMetrics, instrumentProvider, type Metrics } from './http/metrics.ts';
-import { drainable } from './http/shutdown.ts';
 import { createPublicApp, publicListener } from './http/public-app.ts';
-import { keyPolicy } from './keys/lifecycle.ts';
+import { drainable } from './http/shutdown.ts';
+import { keyPolicy, SigningKeys } from './keys/lifecycle.ts';
 import { KeyRotation } from './keys/rotation.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from './observability/log.ts';
+import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { AuditLog } from './security/audit.ts';
+import { countSecurityEvents, createSecurityEvents, type SecurityEvents } from './security/events.ts';
 import { HashGate } from './security/hash-gate.ts';
-import { createSecurityEvents, guardedAuthentication, hardenProvider, type SecurityEvents } from './security/index.ts';
+import { LoginThrottle } from './security/throttle.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.ts';
 import { migrate } from './store/migrate.ts';
 import { createDb, type Db } from './store/postgres.ts';
 import { createRedis, type RedisClient } from './store/redis.ts';
-import { ClientAdapter } from './tokens/clients.ts';
+import { ClientAdapter } from './tokens/client-adapter.ts';
+import { memoryTokenStore, type MemoryTokenStore } from './tokens/memory-store.ts';
+import { asAdapter } from './tokens/oidc.ts';
 import { createProvider } from './tokens/provider.ts';
-import { guard, RedisTokenStore } from './tokens/redis-adapter.ts';
+import { RedisTokenStore } from './tokens/redis-adapter.ts';
 
 export type Stores = {
   db: Db;
@@ -87,6 +94,30 @@ async function developmentKek(dataDir: string, logger: Logger): Promise<Buffer> 
   return kek;
 }
 
+/** The services of the accounts, clients and keys layers, as the CLI and the service both use them. */
+export function domainServices(config: Config, stores: Stores, logger: Logger, sessions: SessionRevoker, hasher?: PasswordHasher) {
+  const { db } = stores;
+  const audit = new AuditLog(db, logger);
+  const passwords = hasher ?? new PasswordHasher(config.argon2);
+  const accounts = new Accounts({
+    db,
+    hasher: passwords,
+    policy: config.passwordPolicy,
+    roles: config.roles,
+    registrationMode: config.registrationMode,
+    sessions,
+    audit,
+  });
+  return {
+    audit,
+    hasher: passwords,
+    accounts,
+    resets: new PasswordResets({ accounts, db, audit, mail: config.mail, logger }),
+    clients: new Clients({ db, audit, knownScopes: config.scopes }),
+    keys: new SigningKeys({ db, kek: stores.kek, policy: keyPolicy(config), audit }),
+  };
+}
+
 export type RunningService = {
   publicUrl: string;
   adminUrl: string;
@@ -96,10 +127,10 @@ export type RunningService = {
   stores: Stores;
   tokenStore: RedisTokenStore | undefined;
   metrics: Metrics;
-  /** Readiness turns 503 at once; requests are served SHUTDOWN_DELAY_MS more, then everything closes. */
   /** Security events (logins, throttling, refresh reuse): subscribe for audit and metrics. */
   events: SecurityEvents;
-  accounts: AccountsModule;
+  services: ReturnType<typeof domainServices>;
+  /** Readiness turns 503 at once; requests are served SHUTDOWN_DELAY_MS more, then everything closes. */
   close(): Promise<void>;
 };
 
@@ -117,13 +148,26 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         '. Do not use this for real users. ***',
     );
   }
+
+  // Built once: throttling state, the hash gate and the stores outlive provider rebuilds.
   const gate = new HashGate(config.abuse.maxConcurrentHashes);
-  const metrics = createMetrics({ hashesInFlight: () => gate.inFlight });
+  // Scrape-time gauges read the stores opened just below.
+  let services: ReturnType<typeof domainServices> | undefined;
+  let database: Db | undefined;
+  const metrics = createMetrics({
+    hashesInFlight: () => gate.inFlight,
+    legacyHashes: () => legacyHashCount(database!),
+    signingKeys: async () =>
+      (await services!.keys.list())
+        .filter((k) => k.status === 'active' || k.status === 'next' || k.status === 'retiring')
+        .map((k) => ({ kid: k.kid, alg: k.alg, status: k.status, since: new Date(k.activated_at ?? k.created_at) })),
+  });
   const stores = await openStores(config, logger, metrics);
   const { db } = stores;
-  collectFromDatabase(metrics, db);
+  database = db;
   const events = createSecurityEvents(logger);
   countSecurityEvents(events, metrics);
+
   const tokenStore = stores.redis
     ? new RedisTokenStore(stores.redis, config.redisKeyPrefix, {
         wait: { replicas: config.redisWaitReplicas, timeoutMs: Math.floor(config.redisCommandTimeoutMs / 2) },
@@ -131,82 +175,81 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         graceSeconds: config.abuse.refreshReuseGraceSeconds,
       })
     : undefined;
-  // Development without Redis: oidc-provider's memory store, with an index so
-  // that a user's sessions can still be revoked at once.
-  const memory = tokenStore ? undefined : memorySessions((await loadMemoryAdapter()) as never);
-  const clients = new ClientAdapter(db);
-  // Postgres unreachable while authenticating a client: 503, never a 500.
-  const clientStore = { find: (id: string) => guard(() => clients.find(id)), upsert: () => clients.upsert(), destroy: () => clients.destroy() };
-  const hasher = new PasswordHasher(config.argon2, (operation, seconds) =>
-    metrics.passwordHashDuration.observe({ operation }, seconds),
-  );
-  const accounts = createAccountsModule({ config, db, hasher, sessions: memory ?? redisSessions(tokenStore!), logger });
-  await accounts.bootstrap().catch(async (err: unknown) => {
+  const memory: MemoryTokenStore | undefined = tokenStore ? undefined : await memoryTokenStore();
+  const sessions: SessionRevoker = tokenStore ?? memory!;
+  const hasher = new PasswordHasher(config.argon2, (operation, seconds) => metrics.passwordHashDuration.observe({ operation }, seconds));
+  services = domainServices(config, stores, logger, sessions, hasher);
+  const { accounts, audit } = services;
+  await bootstrapAdmin(accounts, config.adminBootstrap, logger).catch(async (err: unknown) => {
     await stores.close();
     throw err;
   });
-  // Built once: throttling state and the hash gate outlive provider rebuilds.
-  const guardedAuthenticate = guardedAuthentication({
-    config,
-    events,
-    redis: stores.redis,
-    hasher,
-    gate,
-    // Audited (src/admin/module.ts): success and failure with reason, never the password.
-    authenticate: accounts.authenticate,
-  });
 
-  // A new provider is built whenever the signing key changes (src/keys/rotation.ts):
-  // attach provider listeners here, not to one instance.
-  const keys = new KeyRotation({
+  const login = new PasswordLogin({
     db,
-    kek: stores.kek,
-    policy: keyPolicy(config),
+    hasher,
+    throttle: new LoginThrottle(config.abuse, events, stores.redis, config.redisKeyPrefix),
+    gate,
+    events,
+    audit,
+  });
+  const clientAdapter = asAdapter(new ClientAdapter(db));
+  const providerDeps = {
+    config,
+    adapterFor: (model: string) => (tokenStore ? asAdapter(tokenStore.adapterFor(model)) : memory!.adapterFor(model)),
+    clients: clientAdapter,
+    login: login.attempt.bind(login),
+    // Refresh re-reads the user (a disabled user cannot refresh): Postgres
+    // down means 503 for refresh too, never a token for a stale account.
+    findAccount: (id: string) => findActiveAccount(db, id),
+    reuse: tokenStore?.reuse,
+    events,
+    audit,
+    metrics,
+    logger,
+  };
+  // A new provider is built whenever the signing key changes (src/keys/rotation.ts).
+  const keys = new KeyRotation({
+    keys: services.keys,
     syncInterval: config.keySyncInterval,
     jwksMaxAge: config.jwksMaxAge,
     logger,
-    buildProvider(signingKey) {
-      const provider = createProvider({
-        config,
-        signingKeys: [signingKey],
-        adapter: ((model: string) =>
-          model === 'Client' ? clientStore : tokenStore ? tokenStore.adapterFor(model) : memory!.adapterFor(model)) as never,
-        authenticate: guardedAuthenticate,
-        // Refresh re-reads the user (a disabled user cannot refresh): Postgres
-        // down means 503 for refresh too, never a token for a stale account.
-        findAccount: (id) => guard(() => findActiveAccount(db, id)),
-      });
-      hardenProvider(provider, config, tokenStore);
-      provider.on('server_error', (_ctx, err) => logger.error({ err }, 'oidc-provider server_error'));
-      instrumentProvider(provider, metrics);
-      provider.on('grant.error', accounts.onGrantError);
-      return provider;
-    },
+    buildProvider: (signingKey) => createProvider(providerDeps, signingKey),
   });
   await keys.start();
   let draining = false;
 
   const readiness = async () => {
     const [postgres, redis] = await Promise.all([
-      db.$queryRaw`SELECT 1`.then(() => true, () => false),
-      stores.redis ? stores.redis.ping().then(() => true, () => false) : Promise.resolve(true),
+      db.$queryRaw`SELECT 1`.then(
+        () => true,
+        () => false,
+      ),
+      stores.redis
+        ? stores.redis.ping().then(
+            () => true,
+            () => false,
+          )
+        : Promise.resolve(true),
     ]);
     if (!postgres) metrics.postgresErrors.inc({ kind: 'readiness' });
     if (!redis) metrics.redisErrors.inc({ kind: 'readiness' });
     return { postgres, redis, signingKey: keys.activeKid !== '', notDraining: !draining };
   };
 
+  const api = apiRouters({ config, accounts, resets: services.resets, clients: services.clients, audit });
   const publicApp = createPublicApp(keys, logger, keys.jwks(), {
     trustProxyHops: config.trustProxyHops,
     maxBodyBytes: config.http.maxBodyBytes,
     corsOrigins: config.corsOrigins,
-    accountRoutes: accounts.selfServiceRouter,
+    accountRoutes: api.selfService,
+    metrics,
   });
   const publicServer = createServer(
     { maxHeaderSize: config.http.maxHeaderBytes },
     publicListener(publicApp, keys.jwks(), config.corsOrigins),
   ).listen(config.port, config.host);
-  const adminServer = createAdminApp(readiness, { logger, registry: metrics.registry, api: accounts.adminRouter }).listen(config.adminPort, config.host);
+  const adminServer = createAdminApp(readiness, { logger, metrics, api: api.admin }).listen(config.adminPort, config.host);
   const [publicDrain, adminDrain] = [drainable(publicServer), drainable(adminServer)];
   await Promise.all([once(publicServer, 'listening'), once(adminServer, 'listening')]);
   const url = (s: Server) => `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${(s.address() as AddressInfo).port}`;
@@ -223,7 +266,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     tokenStore,
     metrics,
     events,
-    accounts,
+    services,
     async close() {
       keys.stop();
       draining = true;
@@ -236,12 +279,4 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       await stores.close();
     },
   };
-}
-
-// oidc-provider's own in-memory adapter, for development without Redis.
-async function loadMemoryAdapter(): Promise<new (model: string) => NonNullable<Configuration['adapter']>> {
-  const mod = (await import('oidc-provider/lib/adapters/memory_adapter.js' as string)) as {
-    default: new (model: string) => NonNullable<Configuration['adapter']>;
-  };
-  return mod.default;
 }

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import * as oauth from 'openid-client';
-import { adminToken, call, gatewayFor, type Json } from './admin-helpers.ts';
-import { startTestService, type TestService } from './helpers.ts';
+import { adminToken, call, gatewayFor, type Json } from './support/admin.ts';
+import { startTestService, type TestService } from './support/service.ts';
 
 let svc: TestService;
 let gw: Awaited<ReturnType<typeof gatewayFor>>;
@@ -210,7 +210,8 @@ describe('users API', () => {
       if (field !== 'body') assert.equal(res.body.field, field, JSON.stringify(res.body));
     }
     const huge = await admin('POST', '/users', { raw: JSON.stringify({ email: 'e@example.com', password: 'x'.repeat(100_000) }) });
-    assert.equal(huge.status, 400);
+    assert.equal(huge.status, 413);
+    assert.equal(huge.body.error, 'payload_too_large');
   });
 
   test('stats count statuses and legacy hashes', async () => {

@@ -11,8 +11,8 @@ import bcrypt from 'bcryptjs';
 import { checkPassword, commonPasswords } from '../src/accounts/policy.ts';
 import { MAX_PASSWORD_BYTES } from '../src/accounts/passwords.ts';
 import { loadConfig } from '../src/config/index.ts';
-import { adminToken, call, gatewayFor } from './admin-helpers.ts';
-import { freshDatabase, startTestService, type TestService } from './helpers.ts';
+import { adminToken, call, gatewayFor } from './support/admin.ts';
+import { freshDatabase, startTestService, type TestService } from './support/service.ts';
 
 const policy = { minLength: 12, composition: [] } as const;
 const kek = randomBytes(32).toString('base64');
@@ -86,13 +86,13 @@ describe('passwords through the service', () => {
     const short = await call(svc.publicUrl, 'POST', '/register', { body: { email: 'p1@example.com', password: 'short' } });
     assert.equal(short.status, 400);
     assert.equal(short.body.field, 'password');
-    assert.match(short.body.message, /at least 12 characters/);
+    assert.match(short.body.error_description, /at least 12 characters/);
     const common = await call(svc.adminUrl, 'POST', '/admin/users', {
       token,
       body: { email: 'p2@example.com', password: 'password1234' },
     });
     assert.equal(common.status, 400);
-    assert.match(common.body.message, /common/);
+    assert.match(common.body.error_description, /common/);
   });
 
   test('NFC and NFD spellings of a password are the same password', async () => {

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { SMTPServer } from 'smtp-server';
-import { adminToken, call, gatewayFor, type Json } from './admin-helpers.ts';
-import { freePort, startTestService, type TestService } from './helpers.ts';
+import { adminToken, call, gatewayFor, type Json } from './support/admin.ts';
+import { freePort, startTestService, type TestService } from './support/service.ts';
 
 type Mail = { to: string[]; raw: string };
 const inbox: Mail[] = [];

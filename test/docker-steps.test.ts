@@ -13,7 +13,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { after, before, test } from 'node:test';
 import { validate } from 'dockerfile-utils';
 import pg from 'pg';
-import { freePort, POSTGRES_URL, REDIS_URL } from './helpers.ts';
+import { freePort, POSTGRES_URL, REDIS_URL } from './support/service.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const DOCKERFILE = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import * as oauth from 'openid-client';
-import { freePort } from './helpers.ts';
+import { freePort } from './support/service.ts';
 
 const CLI = new URL('../src/cli.ts', import.meta.url).pathname;
 let dataDir: string;

@@ -3,8 +3,8 @@
 // wrong-password response times are statistically indistinguishable.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startTestService, type TestService } from './helpers.ts';
-import { passwordLogin, probabilityOfSuperiority, trustedGateway, type TestClient } from './security-helpers.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { passwordLogin, probabilityOfSuperiority, trustedGateway, type TestClient } from './support/security.ts';
 
 let svc: TestService;
 let gw: TestClient;

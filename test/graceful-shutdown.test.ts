@@ -15,8 +15,8 @@ import { after, before, test } from 'node:test';
 import { PasswordHasher } from '../src/accounts/passwords.ts';
 import { createUser } from '../src/accounts/users.ts';
 import { createDb } from '../src/store/postgres.ts';
-import { createClient } from '../src/tokens/clients.ts';
-import { basic, freePort, freshDatabase, REDIS_URL } from './helpers.ts';
+import { createClient } from '../src/clients/index.ts';
+import { basic, freePort, freshDatabase, REDIS_URL } from './support/service.ts';
 
 const CLI = new URL('../src/cli.ts', import.meta.url).pathname;
 const N = 16;

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { basic, postForm, startTestService, type TestService } from './helpers.ts';
-import type { TestClient } from './security-helpers.ts';
+import { basic, postForm, startTestService, type TestService } from './support/service.ts';
+import type { TestClient } from './support/security.ts';
 
 let svc: TestService;
 let gw: TestClient;

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { keyPolicy, plan } from '../src/keys/lifecycle.ts';
-import { startTestService, type TestService } from './helpers.ts';
-import { call, eventually, kidOf, passwordToken, startExample, type Example } from './verify-helpers.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { call, eventually, kidOf, passwordToken, startExample, type Example } from './support/verify.ts';
 
 describe('the schedule (injected clock)', () => {
   const policy = keyPolicy({ signingAlg: 'ES256', keyRotationInterval: 1000, jwksMaxAge: 60, keySyncInterval: 5, accessTokenTtl: 300 });
@@ -79,7 +79,7 @@ describe('rotation with tokens outstanding', () => {
     const kid1 = kidOf(before)!;
     assert.equal((await call(`${example.url}/me`, before)).status, 200);
 
-    const next = await s.keys.rotate();
+    const next = await s.keys.rotate({ actor: 'test' });
     assert.equal(next.status, 'next');
     assert.deepEqual(await jwksKids(), [kid1, next.kid], 'the successor is published at once, after the signing key');
     const during = await token();
@@ -105,7 +105,7 @@ describe('rotation with tokens outstanding', () => {
     const victim = await token();
     const kid = kidOf(victim)!;
     assert.equal((await call(`${example.url}/me`, victim)).status, 200);
-    await s.keys.revoke(kid);
+    await s.keys.revoke(kid, { actor: 'test' });
     assert.ok(!(await jwksKids()).includes(kid));
     const fresh = await token();
     assert.notEqual(kidOf(fresh), kid);
@@ -114,7 +114,7 @@ describe('rotation with tokens outstanding', () => {
     assert.equal((await call(`${example.url}/me`, fresh)).status, 200);
     const row = await s.stores.db.signingKey.findUniqueOrThrow({ where: { kid } });
     assert.equal(row.status, 'revoked');
-    await assert.rejects(s.keys.revoke(kid), /already revoked/);
+    await assert.rejects(s.keys.revoke(kid, { actor: 'test' }), /already revoked/);
   });
 });
 
@@ -145,7 +145,7 @@ describe('GET /jwks', () => {
     assert.equal(other.status, 200);
     await other.arrayBuffer();
 
-    await s.keys.rotate();
+    await s.keys.rotate({ actor: 'test' });
     const changed = await fetch(discovery.jwks_uri, { headers: { 'if-none-match': etag } });
     assert.equal(changed.status, 200, 'a key change changes the ETag');
     assert.notEqual(changed.headers.get('etag'), etag);

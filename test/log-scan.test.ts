@@ -5,8 +5,8 @@
 // every password login attempt is logged with exactly one outcome code.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { basic, postForm, startTestService } from './helpers.ts';
-import { passwordLogin, refresh, trustedGateway } from './security-helpers.ts';
+import { basic, postForm, startTestService } from './support/service.ts';
+import { passwordLogin, refresh, trustedGateway } from './support/security.ts';
 
 test('a whole black-box run leaves no secret in the logs and one outcome per login attempt', async () => {
   const svc = await startTestService({

@@ -4,8 +4,8 @@
 // are seconds long through configuration, so the sequences run in-process.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { startTestService, type TestService } from './helpers.ts';
-import { passwordLogin, recordEvents, sleep, trustedGateway, type TestClient } from './security-helpers.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { passwordLogin, recordEvents, sleep, trustedGateway, type TestClient } from './support/security.ts';
 
 describe('account throttling', () => {
   let svc: TestService;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import * as oauth from 'openid-client';
-import { freshDatabase, startTestService, type TestService } from './helpers.ts';
+import { freshDatabase, startTestService, type TestService } from './support/service.ts';
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let replicas: TestService[] = [];

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createConfig, lintFromString } from '@redocly/openapi-core';
-import { startTestService, type TestService } from './helpers.ts';
+import { startTestService, type TestService } from './support/service.ts';
 
 let svc: TestService;
 before(async () => {

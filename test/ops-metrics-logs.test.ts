@@ -2,7 +2,7 @@
 // request log (request ids, quiet probes, no secrets).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { basic, postForm, startTestService, type TestService } from './helpers.ts';
+import { basic, postForm, startTestService, type TestService } from './support/service.ts';
 
 let svc: TestService;
 before(async () => {
@@ -49,7 +49,7 @@ describe('metrics', () => {
     assert.equal(delta('identity_token_requests_total{grant_type="password",outcome="invalid_grant"}'), 1);
     assert.equal(delta('identity_token_requests_total{grant_type="refresh_token",outcome="success"}'), 1);
     assert.equal(delta('identity_token_requests_total{grant_type="refresh_token",outcome="invalid_grant"}'), 1);
-    assert.equal(delta('identity_refresh_token_reuse_total{detected_by="provider"}'), 1);
+    assert.equal(delta('identity_refresh_token_reuse_total{detected_by="sequential"}'), 1);
     assert.ok(delta('identity_password_hash_duration_seconds_count{operation="verify"}') >= 2, 'verifications timed');
   });
 
@@ -67,8 +67,13 @@ describe('metrics', () => {
     assert.equal(results.filter((r) => r.status === 200).length, 1);
     const text = await scrape();
     const reuse = (t: string) =>
-      value(t, 'identity_refresh_token_reuse_total{detected_by="adapter"}') + value(t, 'identity_refresh_token_reuse_total{detected_by="provider"}');
-    assert.ok(reuse(text) - reuse(base) >= 1, 'reuse counted');
+      value(t, 'identity_refresh_token_reuse_total{detected_by="concurrent"}') + value(t, 'identity_refresh_token_reuse_total{detected_by="sequential"}');
+    // Seven requests lost, all invalid_grant. Those that saw the token consumed
+    // are reuses (detected by the atomic consume or by finding it consumed);
+    // those that came after the family was revoked found nothing at all.
+    assert.deepEqual(results.filter((r) => r.status !== 200).map((r) => r.body.error), Array(7).fill('invalid_grant'));
+    const counted = reuse(text) - reuse(base);
+    assert.ok(counted >= 1 && counted <= 7, `reuse counted ${counted} times`);
   });
 
   test('legacy hashes and key age are read from Postgres on scrape', async () => {
@@ -158,8 +163,8 @@ describe('request log', () => {
   });
 
   test('the logger itself censors secret fields wherever they appear', async () => {
-    const { createLogger } = await import('../src/log.ts');
-    const { LogCapture } = await import('./helpers.ts');
+    const { createLogger } = await import('../src/observability/log.ts');
+    const { LogCapture } = await import('./support/service.ts');
     const out = new LogCapture();
     createLogger('info', out).info(
       { req: { headers: { authorization: 'Basic c2VjcmV0' } }, body: { password: 'hunter2', client_secret: 's3cr3t', refresh_token: 'rt' } },

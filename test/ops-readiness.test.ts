@@ -4,7 +4,7 @@
 // the service starts draining while /livez stays 200.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { freePort, OwnRedis, startTestService, type TestService } from './helpers.ts';
+import { freePort, OwnRedis, startTestService, type TestService } from './support/service.ts';
 
 let redis: OwnRedis;
 let svc: TestService;

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { freePort, freshDatabase, startTestService, type TestService } from './helpers.ts';
-import { passwordLogin, refresh, sleep } from './security-helpers.ts';
+import { freePort, freshDatabase, startTestService, type TestService } from './support/service.ts';
+import { passwordLogin, refresh, sleep } from './support/security.ts';
 
 class TcpProxy {
   readonly port: number;

@@ -3,7 +3,7 @@
 // redis-server so that stopping it cannot disturb other tests.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { basic, freePort, OwnRedis, postForm, startTestService, type TestService } from './helpers.ts';
+import { basic, freePort, OwnRedis, postForm, startTestService, type TestService } from './support/service.ts';
 
 let redis: OwnRedis;
 let svc: TestService;

@@ -9,11 +9,11 @@ import { promisify } from 'node:util';
 import type { JWK } from 'jose';
 import { PasswordHasher } from '../src/accounts/passwords.ts';
 import { createUser } from '../src/accounts/users.ts';
-import { unseal } from '../src/keys/sealing.ts';
+import { unseal } from '../src/lib/crypto.ts';
 import { createDb, type Db } from '../src/store/postgres.ts';
-import { createClient } from '../src/tokens/clients.ts';
-import { freePort, freshDatabase, REDIS_URL } from './helpers.ts';
-import { call, eventually, kidOf, passwordToken, startExample } from './verify-helpers.ts';
+import { createClient } from '../src/clients/index.ts';
+import { freePort, freshDatabase, REDIS_URL } from './support/service.ts';
+import { call, eventually, kidOf, passwordToken, startExample } from './support/verify.ts';
 
 const CLI = new URL('../src/cli.ts', import.meta.url).pathname;
 const run = promisify(execFile);

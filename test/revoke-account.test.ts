@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { decodeJwt } from 'jose';
-import { startTestService, type TestService } from './helpers.ts';
-import { passwordLogin, refresh, type TestClient } from './security-helpers.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { passwordLogin, refresh, type TestClient } from './support/security.ts';
 
 let svc: TestService;
 let gw: TestClient;

@@ -3,8 +3,8 @@
 // origin, never with credentials).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { basic, postForm, startTestService, type TestService } from './helpers.ts';
-import type { TestClient } from './security-helpers.ts';
+import { basic, postForm, startTestService, type TestService } from './support/service.ts';
+import type { TestClient } from './support/security.ts';
 
 const APP = 'https://app.example.com';
 const EVIL = 'https://evil.example.net';

@@ -13,9 +13,9 @@ import { PasswordHasher } from '../src/accounts/passwords.ts';
 import { createUser } from '../src/accounts/users.ts';
 import { loadConfig } from '../src/config/index.ts';
 import { createDb } from '../src/store/postgres.ts';
-import { createClient } from '../src/tokens/clients.ts';
-import { basic, freePort, freshDatabase, postForm, REDIS_URL } from './helpers.ts';
-import { sleep } from './security-helpers.ts';
+import { createClient } from '../src/clients/index.ts';
+import { basic, freePort, freshDatabase, postForm, REDIS_URL } from './support/service.ts';
+import { sleep } from './support/security.ts';
 
 let database: Awaited<ReturnType<typeof freshDatabase>>;
 let redis: Redis;

@@ -2,7 +2,7 @@
 // never a stack trace.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { basic, postForm, startTestService, type TestService } from './helpers.ts';
+import { basic, postForm, startTestService, type TestService } from './support/service.ts';
 
 let svc: TestService;
 let gateway: { id: string; secret: string };

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oauth from 'openid-client';
-import { basic, postForm, startTestService, type TestService } from './helpers.ts';
+import { basic, postForm, startTestService, type TestService } from './support/service.ts';
 
 let svc: TestService;
 let gateway: { id: string; secret: string };

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { startTestService, type TestService } from './helpers.ts';
-import { passwordToken } from './verify-helpers.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { passwordToken } from './support/verify.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const run = promisify(execFile);

@@ -6,8 +6,8 @@ import { createHmac, createPublicKey, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
 import { requireAuth } from '../src/verify/index.js';
-import { startTestService, type TestService } from './helpers.ts';
-import { activePrivateKey, call, passwordToken, startExample, type Example } from './verify-helpers.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { activePrivateKey, call, passwordToken, startExample, type Example } from './support/verify.ts';
 
 let s: TestService;
 let example: Example;

@@ -4,7 +4,7 @@
 // is no default credential: without both variables, nothing is created.
 import { readFile } from 'node:fs/promises';
 import { ServiceError } from '../errors.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../observability/log.ts';
 import type { Accounts } from './lifecycle.ts';
 
 export async function bootstrapAdmin(
@@ -13,11 +13,10 @@ export async function bootstrapAdmin(
   logger: Logger,
 ): Promise<'created' | 'skipped'> {
   if (!bootstrap) return 'skipped';
-  const { db } = accounts.deps;
   const password = (await readFile(bootstrap.passwordFile, 'utf8').catch((cause: unknown) => {
     throw new ServiceError('config_invalid', `ADMIN_BOOTSTRAP_PASSWORD_FILE: cannot read ${bootstrap.passwordFile}`, { cause });
   })).replace(/\r?\n$/, '');
-  if (await db.user.findFirst({ where: { roles: { has: 'admin' } }, select: { id: true } })) return 'skipped';
+  if (await accounts.hasAdmin()) return 'skipped';
   try {
     const user = await accounts.create(
       { email: bootstrap.email, password, roles: ['admin'], status: 'active' },

@@ -5,10 +5,9 @@
 // argon2id at the user's first login. A bad line is reported and skipped.
 import { z } from 'zod';
 import { ServiceError } from '../errors.ts';
-import type { AuditMeta } from './audit.ts';
+import type { AuditMeta } from '../security/audit.ts';
 import type { Accounts } from './lifecycle.ts';
-import { BCRYPT_HASH } from './passwords.ts';
-import { createUser } from './users.ts';
+import { BCRYPT_HASH, isLegacyHash } from './passwords.ts';
 
 const ARGON2_HASH = /^\$argon2(id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/;
 
@@ -53,19 +52,11 @@ export async function importUsers(accounts: Accounts, ndjson: string, meta: Audi
         throw new ServiceError('validation_failed', `${field}: ${issue.message}`, { field });
       }
       const { email, roles, status, password_hash } = parsed.data;
-      const user = await createUser(accounts.deps.db, accounts.deps.hasher, {
-        email,
-        roles: accounts.checkRoles(roles),
-        status,
-        passwordHash: password_hash ?? null,
+      await accounts.importOne({ email, roles, status, passwordHash: password_hash ?? null }, meta, {
+        line: i + 1,
+        legacy_hash: !!password_hash && isLegacyHash(password_hash),
       });
       report.created++;
-      await accounts.deps.audit.record({
-        ...meta,
-        type: 'user.imported',
-        subject: user.id,
-        details: { line: i + 1, legacy_hash: !!password_hash && BCRYPT_HASH.test(password_hash) },
-      });
     } catch (err) {
       if (!(err instanceof ServiceError)) throw err;
       report.failed++;

@@ -5,12 +5,20 @@
 import { z } from 'zod';
 import { ServiceError } from '../errors.ts';
 import type { Prisma } from '../generated/prisma/client.ts';
+import type { AuditLog, AuditMeta } from '../security/audit.ts';
 import type { Db } from '../store/postgres.ts';
-import type { AuditLog, AuditMeta } from './audit.ts';
 import type { PasswordHasher } from './passwords.ts';
 import { checkPassword, type PasswordPolicy } from './policy.ts';
-import type { SessionRevoker } from './sessions.ts';
-import { createUser, normalizeEmail, userView, type UserStatus, type UserView } from './users.ts';
+import { createUser, legacyHashCount, normalizeEmail, userView, type NewUser, type UserStatus, type UserView } from './users.ts';
+
+/**
+ * Ends every session (refresh token family) of an account. Implemented by the
+ * token store (src/tokens); the composition root passes it in.
+ */
+export type SessionRevoker = {
+  /** Revokes all grants of the account; resolves to how many there were. */
+  revokeAccount(accountId: string): Promise<number>;
+};
 
 export type RegistrationMode = 'closed' | 'open' | 'approval';
 
@@ -29,16 +37,21 @@ export type UserFilter = { status?: UserStatus; role?: string; email?: string; l
 const notFound = () => new ServiceError('not_found', 'no such user');
 
 export class Accounts {
-  readonly deps: AccountsDeps;
+  readonly #deps: AccountsDeps;
 
   constructor(deps: AccountsDeps) {
-    this.deps = deps;
+    this.#deps = deps;
+  }
+
+  /** The password rules (for callers that set passwords, such as resets). */
+  get policy(): PasswordPolicy {
+    return this.#deps.policy;
   }
 
   checkRoles(roles: readonly string[]): string[] {
-    const unknown = roles.filter((r) => !this.deps.roles.includes(r));
+    const unknown = roles.filter((r) => !this.#deps.roles.includes(r));
     if (unknown.length) {
-      throw new ServiceError('validation_failed', `roles: unknown role ${unknown.join(', ')} (configured: ${this.deps.roles.join(', ')})`, {
+      throw new ServiceError('validation_failed', `roles: unknown role ${unknown.join(', ')} (configured: ${this.#deps.roles.join(', ')})`, {
         field: 'roles',
       });
     }
@@ -51,29 +64,29 @@ export class Accounts {
     meta: AuditMeta,
   ): Promise<UserView> {
     const roles = this.checkRoles(input.roles);
-    if (input.password !== undefined) checkPassword(this.deps.policy, input.password, { email: input.email });
-    const user = await createUser(this.deps.db, this.deps.hasher, {
+    if (input.password !== undefined) checkPassword(this.#deps.policy, input.password, { email: input.email });
+    const user = await createUser(this.#deps.db, this.#deps.hasher, {
       email: input.email,
       roles,
       status: input.status,
       ...(input.password !== undefined ? { password: input.password } : { passwordHash: null }),
     });
-    await this.deps.audit.record({ ...meta, type: 'user.created', subject: user.id, details: { roles, status: user.status } });
+    await this.#deps.audit.record({ ...meta, type: 'user.created', subject: user.id, details: { roles, status: user.status } });
     return user;
   }
 
   /** Self-registration: never a role or a status from the request. */
   async register(input: { email: string; password: string }, meta: AuditMeta): Promise<UserView> {
-    const mode = this.deps.registrationMode;
+    const mode = this.#deps.registrationMode;
     if (mode === 'closed') throw new ServiceError('forbidden', 'self-registration is closed');
-    checkPassword(this.deps.policy, input.password, { email: input.email });
-    const user = await createUser(this.deps.db, this.deps.hasher, {
+    checkPassword(this.#deps.policy, input.password, { email: input.email });
+    const user = await createUser(this.#deps.db, this.#deps.hasher, {
       email: input.email,
       password: input.password,
       roles: [],
       status: mode === 'open' ? 'active' : 'pending',
     });
-    await this.deps.audit.record({ ...meta, type: 'user.registered', subject: user.id, details: { status: user.status } });
+    await this.#deps.audit.record({ ...meta, type: 'user.registered', subject: user.id, details: { status: user.status } });
     return user;
   }
 
@@ -85,8 +98,8 @@ export class Accounts {
       ...(email ? { email: { contains: email } } : {}),
     };
     const [rows, total] = await Promise.all([
-      this.deps.db.user.findMany({ where, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }], skip: filter.offset, take: filter.limit }),
-      this.deps.db.user.count({ where }),
+      this.#deps.db.user.findMany({ where, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }], skip: filter.offset, take: filter.limit }),
+      this.#deps.db.user.count({ where }),
     ]);
     return { items: rows.map(userView), total };
   }
@@ -97,7 +110,7 @@ export class Accounts {
 
   async #row(id: string) {
     if (!z.uuid().safeParse(id).success) throw notFound();
-    const row = await this.deps.db.user.findUnique({ where: { id } });
+    const row = await this.#deps.db.user.findUnique({ where: { id } });
     if (!row) throw notFound();
     return row;
   }
@@ -107,7 +120,7 @@ export class Accounts {
     const before = await this.#row(id);
     const roles = change.roles ? this.checkRoles(change.roles) : undefined;
     const approving = before.status === 'pending' && change.status === 'active';
-    const row = await this.deps.db.user.update({
+    const row = await this.#deps.db.user.update({
       where: { id },
       data: {
         ...(roles ? { roles } : {}),
@@ -115,12 +128,12 @@ export class Accounts {
         ...(approving ? { approvedBy: meta.actor ?? null, approvedAt: new Date() } : {}),
       },
     });
-    const audit = this.deps.audit;
+    const audit = this.#deps.audit;
     if (roles && roles.join(' ') !== before.roles.join(' ')) {
       await audit.record({ ...meta, type: 'user.roles_changed', subject: id, details: { from: before.roles, to: roles } });
     }
     if (change.status && change.status !== before.status) {
-      if (change.status === 'disabled') await this.deps.sessions.revokeAccount(id);
+      if (change.status === 'disabled') await this.#deps.sessions.revokeAccount(id);
       const type = approving ? 'user.approved' : change.status === 'disabled' ? 'user.disabled' : 'user.updated';
       await audit.record({ ...meta, type, subject: id, details: { from: before.status, to: change.status } });
     }
@@ -136,18 +149,18 @@ export class Accounts {
 
   async delete(id: string, meta: AuditMeta): Promise<void> {
     const row = await this.#row(id);
-    await this.deps.sessions.revokeAccount(id);
-    await this.deps.db.user.delete({ where: { id } }).catch((err: { code?: string }) => {
+    await this.#deps.sessions.revokeAccount(id);
+    await this.#deps.db.user.delete({ where: { id } }).catch((err: { code?: string }) => {
       if (err.code === 'P2025') throw notFound();
       throw err;
     });
-    await this.deps.audit.record({ ...meta, type: 'user.deleted', subject: id, details: { email: row.email } });
+    await this.#deps.audit.record({ ...meta, type: 'user.deleted', subject: id, details: { email: row.email } });
   }
 
   async revokeSessions(id: string, meta: AuditMeta): Promise<number> {
     await this.#row(id);
-    const revoked = await this.deps.sessions.revokeAccount(id);
-    await this.deps.audit.record({ ...meta, type: 'user.sessions_revoked', subject: id, details: { grants: revoked } });
+    const revoked = await this.#deps.sessions.revokeAccount(id);
+    await this.#deps.audit.record({ ...meta, type: 'user.sessions_revoked', subject: id, details: { grants: revoked } });
     return revoked;
   }
 
@@ -155,29 +168,53 @@ export class Accounts {
   async changePassword(id: string, current: string, next: string, meta: AuditMeta): Promise<void> {
     const row = await this.#row(id);
     if (row.status !== 'active') throw new ServiceError('forbidden', 'account is not active');
-    if (!(await this.deps.hasher.verify(row.passwordHash, current))) {
-      await this.deps.audit.record({ ...meta, type: 'password.changed', outcome: 'failure', reason: 'bad_password', subject: id });
+    if (!(await this.#deps.hasher.verify(row.passwordHash, current))) {
+      await this.#deps.audit.record({ ...meta, type: 'password.changed', outcome: 'failure', reason: 'bad_password', subject: id });
       throw new ServiceError('forbidden', 'current password is wrong', { field: 'current_password' });
     }
-    checkPassword(this.deps.policy, next, { email: row.email });
+    checkPassword(this.#deps.policy, next, { email: row.email });
     await this.setPassword(id, row.passwordHash, next);
-    await this.deps.audit.record({ ...meta, type: 'password.changed', subject: id });
+    await this.#deps.audit.record({ ...meta, type: 'password.changed', subject: id });
   }
 
   /** Compare-and-swap on the old hash, then revoke every grant. */
   async setPassword(id: string, oldHash: string | null, password: string): Promise<void> {
-    const passwordHash = await this.deps.hasher.hash(password);
-    const { count } = await this.deps.db.user.updateMany({ where: { id, passwordHash: oldHash }, data: { passwordHash } });
+    const passwordHash = await this.#deps.hasher.hash(password);
+    const { count } = await this.#deps.db.user.updateMany({ where: { id, passwordHash: oldHash }, data: { passwordHash } });
     if (count !== 1) throw new ServiceError('conflict', 'the password was changed concurrently; try again');
-    await this.deps.sessions.revokeAccount(id);
+    await this.#deps.sessions.revokeAccount(id);
   }
 
-  /** How many users still have a bcrypt hash from an import (upgraded at their next login). */
-  legacyHashCount(): Promise<number> {
-    return legacyHashCount(this.deps.db);
+  /** Counts by status, and the users still on a legacy hash (upgraded at their next login). */
+  async stats(): Promise<{ total: number; by_status: Record<string, number>; legacy_hashes: number }> {
+    const groups = await this.#deps.db.user.groupBy({ by: ['status'], _count: { _all: true } });
+    return {
+      total: groups.reduce((n, g) => n + g._count._all, 0),
+      by_status: Object.fromEntries(groups.map((g) => [g.status, g._count._all])),
+      legacy_hashes: await legacyHashCount(this.#deps.db),
+    };
   }
-}
 
-export function legacyHashCount(db: Db): Promise<number> {
-  return db.user.count({ where: { passwordHash: { startsWith: '$2' } } });
+  /** Is there any admin yet? (bootstrap) */
+  async hasAdmin(): Promise<boolean> {
+    return !!(await this.#deps.db.user.findFirst({ where: { roles: { has: 'admin' } }, select: { id: true } }));
+  }
+
+  /** One imported user (already hashed, or none): audited as user.imported. */
+  async importOne(input: NewUser & { passwordHash: string | null }, meta: AuditMeta, details: Record<string, unknown>): Promise<UserView> {
+    const user = await createUser(this.#deps.db, this.#deps.hasher, { ...input, roles: this.checkRoles(input.roles ?? []) });
+    await this.#deps.audit.record({ ...meta, type: 'user.imported', subject: user.id, details });
+    return user;
+  }
+
+  /** The user by email, for password resets (null when unknown). */
+  findByEmail(email: string) {
+    return this.#deps.db.user.findUnique({ where: { email } });
+  }
+
+  /** Clears the password (a forced reset) and ends every session. */
+  async clearPassword(id: string): Promise<void> {
+    await this.#deps.db.user.update({ where: { id }, data: { passwordHash: null } });
+    await this.#deps.sessions.revokeAccount(id);
+  }
 }

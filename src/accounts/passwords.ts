@@ -12,6 +12,13 @@ export const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
 // than matched on its prefix (the user resets it instead).
 const BCRYPT_MAX_BYTES = 72;
 
+/** What this service writes. Anything else (bcrypt, argon2i/d) is a legacy hash, replaced at the next login. */
+export const ARGON2ID_PREFIX = '$argon2id$';
+
+export function isLegacyHash(hash: string): boolean {
+  return !hash.startsWith(ARGON2ID_PREFIX);
+}
+
 export type Argon2Params = Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
 
 /** Observes how long each hash or verification took (the metrics histogram). */
@@ -65,7 +72,7 @@ export class PasswordHasher {
   }
 
   needsRehash(hash: string): boolean {
-    if (BCRYPT_HASH.test(hash)) return true;
+    if (isLegacyHash(hash)) return true;
     try {
       return argon2.needsRehash(hash, this.#options);
     } catch {

@@ -4,56 +4,55 @@
 // row is the single-use check (of two concurrent completions only one delete
 // finds it). The request answers the same whether or not the account exists,
 // and the mail goes out after the response, so its latency does not tell either.
-import { createHash, randomBytes } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import { ServiceError } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import type { AuditMeta } from './audit.ts';
+import { randomToken, sha256 } from '../lib/crypto.ts';
+import type { Logger } from '../observability/log.ts';
+import type { AuditLog, AuditMeta } from '../security/audit.ts';
+import type { Db } from '../store/postgres.ts';
 import type { Accounts } from './lifecycle.ts';
 import { checkPassword } from './policy.ts';
 import { normalizeEmail } from './users.ts';
 
 export type MailConfig = Readonly<{ smtpUrl: string | undefined; from: string; resetUrl: string; resetTtl: number }>;
 
-const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
 const invalidToken = () => new ServiceError('validation_failed', 'token: invalid, used or expired', { field: 'token' });
+
+export type PasswordResetsDeps = { accounts: Accounts; db: Db; audit: AuditLog; mail: MailConfig; logger: Logger };
 
 export class PasswordResets {
   readonly #accounts: Accounts;
+  readonly #db: Db;
+  readonly #audit: AuditLog;
   readonly #mail: MailConfig;
   readonly #logger: Logger;
   readonly #transport: ReturnType<typeof nodemailer.createTransport> | undefined;
 
-  constructor(accounts: Accounts, mail: MailConfig, logger: Logger) {
-    this.#accounts = accounts;
-    this.#mail = mail;
-    this.#logger = logger;
-    this.#transport = mail.smtpUrl ? nodemailer.createTransport(mail.smtpUrl) : undefined;
-  }
-
-  get canSendMail(): boolean {
-    return !!this.#transport;
+  constructor(deps: PasswordResetsDeps) {
+    this.#accounts = deps.accounts;
+    this.#db = deps.db;
+    this.#audit = deps.audit;
+    this.#mail = deps.mail;
+    this.#logger = deps.logger;
+    this.#transport = deps.mail.smtpUrl ? nodemailer.createTransport(deps.mail.smtpUrl) : undefined;
   }
 
   /** Always resolves the same way; mails a link only to an existing active user. */
   async request(rawEmail: string, meta: AuditMeta): Promise<void> {
     const email = normalizeEmail(rawEmail);
-    const user = email ? await this.#accounts.deps.db.user.findUnique({ where: { email } }) : null;
+    const user = email ? await this.#accounts.findByEmail(email) : null;
     if (!user || user.status !== 'active') return;
-    await this.#accounts.deps.audit.record({ ...meta, type: 'password.reset_requested', subject: user.id });
+    await this.#audit.record({ ...meta, type: 'password.reset_requested', subject: user.id });
     const link = await this.#issue(user.id);
     void this.#send(user.email, link);
   }
 
   /** Admin-forced reset: the current password stops working at once, every grant is revoked. */
   async force(userId: string, meta: AuditMeta): Promise<{ email_sent: boolean; reset_url?: string }> {
-    const { db, sessions, audit } = this.#accounts.deps;
-    const user = await db.user.findUnique({ where: { id: userId } });
-    if (!user) throw new ServiceError('not_found', 'no such user');
-    await db.user.update({ where: { id: userId }, data: { passwordHash: null } });
-    await sessions.revokeAccount(userId);
+    const user = await this.#accounts.get(userId);
+    await this.#accounts.clearPassword(userId);
     const link = await this.#issue(userId);
-    await audit.record({ ...meta, type: 'password.reset_forced', subject: userId });
+    await this.#audit.record({ ...meta, type: 'password.reset_forced', subject: userId });
     // Without SMTP the admin hands the link over by another channel.
     if (!this.#transport) return { email_sent: false, reset_url: link };
     await this.#send(user.email, link);
@@ -61,22 +60,22 @@ export class PasswordResets {
   }
 
   async complete(token: string, password: string, meta: AuditMeta): Promise<void> {
-    const { db, policy, audit } = this.#accounts.deps;
-    const tokenHash = digest(token);
+    const db = this.#db;
+    const tokenHash = sha256(token);
     const row = await db.passwordResetToken.findUnique({ where: { tokenHash }, include: { user: true } });
     if (!row || row.expiresAt <= new Date() || row.user.status === 'disabled') throw invalidToken();
-    checkPassword(policy, password, { email: row.user.email });
+    checkPassword(this.#accounts.policy, password, { email: row.user.email });
     const { count } = await db.passwordResetToken.deleteMany({ where: { tokenHash } });
     if (count !== 1) throw invalidToken();
     await db.passwordResetToken.deleteMany({ where: { userId: row.userId } });
     await this.#accounts.setPassword(row.userId, row.user.passwordHash, password);
-    await audit.record({ ...meta, type: 'password.reset', subject: row.userId });
+    await this.#audit.record({ ...meta, type: 'password.reset', subject: row.userId });
   }
 
   async #issue(userId: string): Promise<string> {
-    const token = randomBytes(32).toString('base64url');
+    const token = randomToken();
     const expiresAt = new Date(Date.now() + this.#mail.resetTtl * 1000);
-    await this.#accounts.deps.db.passwordResetToken.create({ data: { tokenHash: digest(token), userId, expiresAt } });
+    await this.#db.passwordResetToken.create({ data: { tokenHash: sha256(token), userId, expiresAt } });
     const url = new URL(this.#mail.resetUrl);
     url.searchParams.set('token', token);
     return url.toString();

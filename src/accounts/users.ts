@@ -1,8 +1,8 @@
-// Users: creation, authentication, and the account view oidc-provider uses.
+// Users: creation, the credential check, and the account view tokens carry.
 import { z } from 'zod';
 import { ServiceError } from '../errors.ts';
 import type { Db } from '../store/postgres.ts';
-import type { PasswordHasher } from './passwords.ts';
+import { ARGON2ID_PREFIX, type PasswordHasher } from './passwords.ts';
 
 export type UserStatus = 'pending' | 'active' | 'disabled';
 
@@ -82,24 +82,14 @@ export async function createUser(db: Db, hasher: PasswordHasher, input: NewUser)
 export type Account = { accountId: string; roles: string[] };
 
 export type LoginFailure = 'unknown_user' | 'bad_password' | 'no_password' | 'account_pending' | 'account_disabled';
-export type LoginResult = { account: Account; email: string } | { account: null; reason: LoginFailure; userId?: string };
+export type CredentialCheck = { account: Account; email: string } | { account: null; reason: LoginFailure; userId?: string };
 
 /**
- * Checks a username/password pair. Returns the account only for an active
- * user with a matching password; every other case costs the same one hash
- * verification and returns null, so callers cannot tell the cases apart.
+ * Checks a username/password pair. The account only for an active user with
+ * a matching password; every other case costs the same one hash verification
+ * and carries a reason for the audit log only (never for the client).
  */
-export async function authenticate(
-  db: Db,
-  hasher: PasswordHasher,
-  username: string,
-  password: string,
-): Promise<Account | null> {
-  return (await login(db, hasher, username, password)).account;
-}
-
-/** authenticate() with the reason for a refusal, for the audit log only (never for the client). */
-export async function login(db: Db, hasher: PasswordHasher, username: string, password: string): Promise<LoginResult> {
+export async function checkCredentials(db: Db, hasher: PasswordHasher, username: string, password: string): Promise<CredentialCheck> {
   const email = normalizeEmail(username);
   const user = email ? await db.user.findUnique({ where: { email } }) : null;
   const ok = await hasher.verify(user?.passwordHash, password);
@@ -113,6 +103,11 @@ export async function login(db: Db, hasher: PasswordHasher, username: string, pa
     await db.user.updateMany({ where: { id: user.id, passwordHash: user.passwordHash }, data: { passwordHash: fresh } });
   }
   return { account: { accountId: user.id, roles: user.roles }, email: user.email };
+}
+
+/** Users whose stored hash is not argon2id (see isLegacyHash): upgraded at their next login. */
+export function legacyHashCount(db: Db): Promise<number> {
+  return db.user.count({ where: { passwordHash: { not: null }, NOT: { passwordHash: { startsWith: ARGON2ID_PREFIX } } } });
 }
 
 /** The account behind a token, or null when it is gone or no longer active. */

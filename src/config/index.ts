@@ -191,78 +191,26 @@ export type RedisTopology = Readonly<
   | { kind: 'cluster'; nodes: readonly HostPort[]; password?: string }
 >;
 
-export type Config = Readonly<{
-  env: 'development' | 'production' | 'test';
-  host: string;
-  port: number;
-  adminPort: number;
-  issuer: string;
-  databaseUrl: string | undefined;
-  databasePoolMax: number;
-  redisUrl: string | undefined;
-  /** Where Redis is: one node (REDIS_URL), Sentinel, or Cluster; undefined = in-memory development store. */
-  redisTopology: RedisTopology | undefined;
-  redisKeyPrefix: string;
-  redisCommandTimeoutMs: number;
-  /** Replicas that must acknowledge a token write (WAIT) before the token is issued; 0 = do not wait. */
-  redisWaitReplicas: number;
-  dataDir: string;
-  keyEncryptionKey: Buffer | undefined;
-  oldKeyEncryptionKey: Buffer | undefined;
-  keyRotationInterval: number;
-  jwksMaxAge: number;
-  keySyncInterval: number;
-  signingAlg: 'ES256' | 'EdDSA' | 'PS256';
-  audience: string;
-  scopes: readonly string[];
-  accessTokenTtl: number;
-  refreshTokenIdleTtl: number;
-  refreshTokenAbsoluteTtl: number;
-  argon2: Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
-  passwordPolicy: Readonly<{ minLength: number; composition: readonly ('upper' | 'lower' | 'digit' | 'special')[] }>;
-  roles: readonly string[];
-  registrationMode: 'closed' | 'open' | 'approval';
-  adminBootstrap: Readonly<{ email: string; passwordFile: string }> | undefined;
-  mail: Readonly<{ smtpUrl: string | undefined; from: string; resetUrl: string; resetTtl: number }>;
-  logLevel: string;
-  shutdownDelayMs: number;
-  shutdownGraceMs: number;
-  trustProxyHops: number;
-  corsOrigins: readonly string[];
-  abuse: Readonly<{
-    freeFailures: number;
-    blockBaseSeconds: number;
-    blockMaxSeconds: number;
-    failureWindowSeconds: number;
-    userMaxFailures: number;
-    ipMaxFailures: number;
-    sprayAlertPerMinute: number;
-    maxConcurrentHashes: number;
-    refreshReuseGraceSeconds: number;
-  }>;
-  http: Readonly<{ maxHeaderBytes: number; maxBodyBytes: number }>;
-}>;
+type Env = z.output<typeof schema>;
 
-/** Parses and validates the environment; throws a ServiceError naming every bad variable. */
-export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = schema.safeParse(source);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
-    throw new ServiceError('config_invalid', `invalid configuration:\n  ${problems.join('\n  ')}`);
-  }
-  const e = parsed.data;
+// The validated environment, shaped for the code. Config is this function's
+// type: nothing restates the schema.
+function toConfig(e: Env) {
+  const issuer = (e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/$/, '');
   return Object.freeze({
     env: e.NODE_ENV,
     host: e.HOST,
     port: e.PORT,
     adminPort: e.ADMIN_PORT,
-    issuer: (e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/$/, ''),
+    /** `iss` of every token, without a trailing slash. */
+    issuer,
     databaseUrl: e.DATABASE_URL,
     databasePoolMax: e.DATABASE_POOL_MAX,
-    redisUrl: e.REDIS_URL,
+    /** Where Redis is: one node (REDIS_URL), Sentinel, or Cluster; undefined = in-memory development store. */
     redisTopology: redisTopology(e),
     redisKeyPrefix: e.REDIS_KEY_PREFIX,
     redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
+    /** Replicas that must acknowledge a token write (WAIT) before the token is issued; 0 = do not wait. */
     redisWaitReplicas: e.REDIS_WAIT_REPLICAS,
     dataDir: e.DATA_DIR,
     keyEncryptionKey: e.KEY_ENCRYPTION_KEY ? Buffer.from(e.KEY_ENCRYPTION_KEY, 'base64') : undefined,
@@ -272,17 +220,16 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     keySyncInterval: e.KEY_SYNC_INTERVAL,
     signingAlg: e.SIGNING_ALG,
     audience: e.TOKEN_AUDIENCE,
-    scopes: Object.freeze(e.SCOPES),
+    scopes: Object.freeze(e.SCOPES) as readonly string[],
     accessTokenTtl: e.ACCESS_TOKEN_TTL,
     refreshTokenIdleTtl: e.REFRESH_TOKEN_IDLE_TTL,
     refreshTokenAbsoluteTtl: e.REFRESH_TOKEN_ABSOLUTE_TTL,
-    argon2: Object.freeze({
-      memoryCost: e.ARGON2_MEMORY_KIB,
-      timeCost: e.ARGON2_TIME_COST,
-      parallelism: e.ARGON2_PARALLELISM,
+    argon2: Object.freeze({ memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM }),
+    passwordPolicy: Object.freeze({
+      minLength: e.PASSWORD_MIN_LENGTH,
+      composition: Object.freeze(e.PASSWORD_COMPOSITION) as readonly ('upper' | 'lower' | 'digit' | 'special')[],
     }),
-    passwordPolicy: Object.freeze({ minLength: e.PASSWORD_MIN_LENGTH, composition: Object.freeze(e.PASSWORD_COMPOSITION) }),
-    roles: Object.freeze(e.ROLES),
+    roles: Object.freeze(e.ROLES) as readonly string[],
     registrationMode: e.REGISTRATION_MODE,
     adminBootstrap:
       e.ADMIN_BOOTSTRAP_EMAIL && e.ADMIN_BOOTSTRAP_PASSWORD_FILE
@@ -291,14 +238,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     mail: Object.freeze({
       smtpUrl: e.SMTP_URL,
       from: e.MAIL_FROM,
-      resetUrl: e.PASSWORD_RESET_URL ?? `${(e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/$/, '')}/password/reset`,
+      resetUrl: e.PASSWORD_RESET_URL ?? `${issuer}/password/reset`,
       resetTtl: e.PASSWORD_RESET_TTL,
     }),
     logLevel: e.LOG_LEVEL,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     trustProxyHops: e.TRUST_PROXY_HOPS,
-    corsOrigins: Object.freeze(e.CORS_ORIGINS),
+    corsOrigins: Object.freeze(e.CORS_ORIGINS) as readonly string[],
     abuse: Object.freeze({
       freeFailures: e.LOGIN_FREE_FAILURES,
       blockBaseSeconds: e.LOGIN_BLOCK_BASE_SECONDS,
@@ -314,7 +261,19 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   });
 }
 
-function redisTopology(e: z.infer<typeof schema>): RedisTopology | undefined {
+export type Config = ReturnType<typeof toConfig>;
+
+/** Parses and validates the environment; throws a ServiceError naming every bad variable. */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(source);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ServiceError('config_invalid', `invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  return toConfig(parsed.data);
+}
+
+function redisTopology(e: Env): RedisTopology | undefined {
   if (e.REDIS_URL) return { kind: 'single', url: e.REDIS_URL };
   if (e.REDIS_SENTINELS?.length) {
     return {

@@ -1,9 +1,10 @@
 // The admin port: never exposed through the public Service. Health probes,
 // metrics and the admin API (/admin).
 import express from 'express';
+import { ServiceError } from '../errors.ts';
 import helmet from 'helmet';
-import type { Registry } from 'prom-client';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import { jsonErrorHandler } from './errors.ts';
 import { requestLogger } from './request-log.ts';
 
@@ -11,15 +12,15 @@ export type Readiness = () => Promise<Record<string, boolean>>;
 
 const PROBES = ['/health/alive', '/livez', '/health/ready', '/readyz'];
 
-/** `ops.api`: the admin REST API (src/admin), mounted at /admin. */
+/** `ops.api`: the admin REST API (src/api), whose routes start with /admin. */
 export function createAdminApp(
   readiness: Readiness,
-  ops: { logger?: Logger; registry?: Registry; api?: express.Router } = {},
+  ops: { logger: Logger; metrics?: Metrics; api?: express.Router },
 ): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(helmet());
-  if (ops.logger) app.use(requestLogger(ops.logger, [...PROBES, '/metrics']));
+  app.use(requestLogger(ops.logger, [...PROBES, '/metrics']));
   const alive: express.RequestHandler = (_req, res) => {
     res.json({ status: 'ok' });
   };
@@ -30,16 +31,16 @@ export function createAdminApp(
   };
   app.get(['/health/alive', '/livez'], alive);
   app.get(['/health/ready', '/readyz'], ready);
-  const { registry } = ops;
+  const registry = ops.metrics?.registry;
   if (registry) {
     app.get('/metrics', async (_req, res) => {
       res.type(registry.contentType).send(await registry.metrics());
     });
   }
-  if (ops.api) app.use('/admin', ops.api);
-  app.use((_req, res) => {
-    res.status(404).json({ error: 'not_found', message: 'no such route' });
+  if (ops.api) app.use(ops.api);
+  app.use(() => {
+    throw new ServiceError('not_found', 'no such route');
   });
-  if (ops.api && ops.logger) app.use(jsonErrorHandler(ops.logger) as express.ErrorRequestHandler);
+  app.use(jsonErrorHandler(ops.logger, ops.metrics) as express.ErrorRequestHandler);
   return app;
 }

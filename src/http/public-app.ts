@@ -3,10 +3,12 @@
 import express, { type ErrorRequestHandler } from 'express';
 import helmet from 'helmet';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import { jsonErrorHandler } from './errors.ts';
 import { inputHardening } from './input-hardening.ts';
-import { requestId, requestLogger } from './request-log.ts';
+import { requestId } from './request-id.ts';
+import { requestLogger } from './request-log.ts';
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -15,7 +17,13 @@ export function createPublicApp(
   provider: { callback(): NodeHandler },
   logger: Logger,
   jwks?: NodeHandler,
-  opts: { trustProxyHops: number; maxBodyBytes: number; corsOrigins: readonly string[]; accountRoutes?: express.Router } = {
+  opts: {
+    trustProxyHops: number;
+    maxBodyBytes: number;
+    corsOrigins: readonly string[];
+    accountRoutes?: express.Router;
+    metrics?: Metrics;
+  } = {
     trustProxyHops: 0,
     maxBodyBytes: 16_384,
     corsOrigins: [],
@@ -46,7 +54,7 @@ export function createPublicApp(
     app.get('/jwks', (req, res) => serve(req, res));
   }
   app.use(provider.callback());
-  app.use(jsonErrorHandler(logger) as ErrorRequestHandler);
+  app.use(jsonErrorHandler(logger, opts.metrics) as ErrorRequestHandler);
   return app;
 }
 
@@ -78,7 +86,7 @@ export function publicListener(
   };
 }
 
-// The JWKS gets the provider routes' CORS rule (provider-headers.ts): only
+// The JWKS gets the provider routes' CORS rule (src/tokens/provider.ts): only
 // allow-listed origins, echoed alone, never with credentials.
 function withCors(handler: NodeHandler, corsOrigins: readonly string[]): NodeHandler {
   const allowed = new Set(corsOrigins);

@@ -1,21 +1,9 @@
 // Request log (pino-http): one JSON line per request with method, path,
 // status and request id. Never bodies, query strings or headers, so secrets
-// cannot reach it. The request id comes from X-Request-Id when the caller
-// sends a sane one (a gateway's trace id), otherwise a new UUID; either way
-// it is echoed in the response's X-Request-Id.
-import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+// cannot reach it.
 import { pinoHttp } from 'pino-http';
-import type { Logger } from '../log.ts';
-
-const REQUEST_ID = /^[A-Za-z0-9._:\-]{1,128}$/;
-
-export function requestId(req: IncomingMessage, res: ServerResponse): string {
-  const given = req.headers['x-request-id'];
-  const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-  res.setHeader('X-Request-Id', id);
-  return id;
-}
+import type { Logger } from '../observability/log.ts';
+import { requestId } from './request-id.ts';
 
 /** `quiet`: paths never logged (probes, metrics scrapes). */
 export function requestLogger(logger: Logger, quiet: readonly string[] = []) {

@@ -1,13 +1,16 @@
 // Signing key lifecycle in Postgres: next (published, not signing) -> active
 // (signing) -> retiring (published, no longer signing) -> retired (gone), plus
 // revoked (emergency: gone at once). Every change happens in one transaction
-// under an advisory lock, so replicas never create competing keys. These are
-// plain functions: the CLI, the rotation loop and the admin API call them.
+// under an advisory lock, so replicas never create competing keys. The
+// schedule (plan) is a pure function; SigningKeys applies it and is what the
+// CLI and the rotation loop call. Operator actions are audited here, so they
+// are audited the same way whoever calls them.
 import type { JWK } from 'jose';
 import { ServiceError } from '../errors.ts';
-import type { Db } from '../store/postgres.ts';
+import { seal, SealError, unseal } from '../lib/crypto.ts';
+import type { AuditLog, AuditMeta } from '../security/audit.ts';
+import type { Db, Tx } from '../store/postgres.ts';
 import { newKey, publicMembers, type NewKey, type SigningAlg } from './keystore.ts';
-import { seal, unseal } from './sealing.ts';
 
 const LOCK_KEY = 72_707_370;
 const PUBLISHED = ['next', 'active', 'retiring'] as const;
@@ -95,16 +98,24 @@ export async function publishedRows(db: Db): Promise<Row[]> {
   return db.signingKey.findMany({ where: { status: { in: [...PUBLISHED] } }, select: ROW_SELECT, orderBy: { createdAt: 'asc' } });
 }
 
-type Tx = Parameters<Parameters<Db['$transaction']>[0]>[0];
+function locked<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  return db.$locked(fn, LOCK_KEY);
+}
 
-async function locked<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
-  return db.$transaction(
-    async (tx) => {
-      await tx.$executeRaw`SELECT pg_advisory_xact_lock(${LOCK_KEY})`;
-      return fn(tx as Tx);
-    },
-    { maxWait: 10_000, timeout: 30_000 },
-  );
+/** The private JWK sealed under the KEK, bound to its kid. */
+function sealKey(kek: Buffer, jwk: JWK, kid: string): string {
+  return seal(kek, JSON.stringify(jwk), kid);
+}
+
+function unsealKey(kek: Buffer, sealed: string, kid: string): string {
+  try {
+    return unseal(kek, sealed, kid);
+  } catch (cause) {
+    if (!(cause instanceof SealError)) throw cause;
+    throw new ServiceError('config_invalid', 'cannot decrypt a signing key: KEY_ENCRYPTION_KEY is not the one it was sealed with', {
+      cause,
+    });
+  }
 }
 
 async function insertKey(tx: Tx, kek: Buffer, key: NewKey, status: 'next' | 'active', now: Date): Promise<void> {
@@ -114,7 +125,7 @@ async function insertKey(tx: Tx, kek: Buffer, key: NewKey, status: 'next' | 'act
       alg: key.alg,
       status,
       publicJwk: key.publicJwk as object,
-      privateJwkEnc: seal(kek, JSON.stringify(key.privateJwk), key.kid),
+      privateJwkEnc: sealKey(kek, key.privateJwk, key.kid),
       createdAt: now,
       activatedAt: status === 'active' ? now : null,
     },
@@ -254,8 +265,10 @@ export async function rekeyKeys(db: Db, oldKek: Buffer, newKek: Buffer): Promise
         unseal(newKek, r.privateJwkEnc, r.kid);
         out.unchanged.push(r.kid);
         continue;
-      } catch {}
-      const plain = unseal(oldKek, r.privateJwkEnc, r.kid);
+      } catch (err) {
+        if (!(err instanceof SealError)) throw err;
+      }
+      const plain = unsealKey(oldKek, r.privateJwkEnc, r.kid);
       await tx.signingKey.update({ where: { kid: r.kid }, data: { privateJwkEnc: seal(newKek, plain, r.kid) } });
       out.rekeyed.push(r.kid);
     }
@@ -285,10 +298,52 @@ export async function loadPublished(db: Db, kek: Buffer, alg: SigningAlg): Promi
   const rows = await db.signingKey.findMany({ where: { status: { in: [...PUBLISHED] } } });
   rows.sort((a, b) => ORDER[a.status]! - ORDER[b.status]! || b.createdAt.getTime() - a.createdAt.getTime());
   const active = rows.find((r) => r.status === 'active' && r.alg === alg);
-  if (!active) throw new ServiceError('internal', `no active ${alg} signing key`);
+  if (!active) throw new ServiceError('server_error', `no active ${alg} signing key`);
   return {
     version: versionOf(rows),
-    signing: JSON.parse(unseal(kek, active.privateJwkEnc, active.kid)) as JWK,
+    signing: JSON.parse(unsealKey(kek, active.privateJwkEnc, active.kid)) as JWK,
     published: rows.map((r) => publicMembers(r.publicJwk as JWK)),
   };
+}
+
+/** The key operations with their audit rows: what the CLI and the rotation loop call. */
+export class SigningKeys {
+  readonly db: Db;
+  readonly kek: Buffer;
+  readonly policy: KeyPolicy;
+  readonly #audit: AuditLog;
+
+  constructor(deps: { db: Db; kek: Buffer; policy: KeyPolicy; audit: AuditLog }) {
+    this.db = deps.db;
+    this.kek = deps.kek;
+    this.policy = deps.policy;
+    this.#audit = deps.audit;
+  }
+
+  list(): Promise<KeyView[]> {
+    return listKeys(this.db, this.policy);
+  }
+
+  /** Applies whatever the schedule says is due. */
+  advance(now?: Date): Promise<Action[]> {
+    return advance(this.db, this.kek, this.policy, now);
+  }
+
+  async rotate(meta: AuditMeta, now?: Date): Promise<KeyView> {
+    const next = await rotateKeys(this.db, this.kek, this.policy, now);
+    await this.#audit.record({ ...meta, type: 'key.rotated', subject: next.kid, details: { alg: next.alg } });
+    return next;
+  }
+
+  async revoke(kid: string, meta: AuditMeta, now?: Date): Promise<KeyView[]> {
+    const keys = await revokeKey(this.db, this.kek, kid, this.policy, now);
+    await this.#audit.record({ ...meta, type: 'key.revoked', subject: kid });
+    return keys;
+  }
+
+  async rekey(oldKek: Buffer, meta: AuditMeta): Promise<{ rekeyed: string[]; unchanged: string[] }> {
+    const out = await rekeyKeys(this.db, oldKek, this.kek);
+    await this.#audit.record({ ...meta, type: 'key.rekeyed', details: { rekeyed: out.rekeyed.length, unchanged: out.unchanged.length } });
+    return out;
+  }
 }

@@ -10,16 +10,14 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JWK } from 'jose';
 import type Provider from 'oidc-provider';
-import type { Logger } from '../log.ts';
-import type { Db } from '../store/postgres.ts';
-import { advance, listKeys, loadPublished, publishedRows, revokeKey, rotateKeys, versionOf, type KeyPolicy } from './lifecycle.ts';
+import type { Logger } from '../observability/log.ts';
+import type { AuditMeta } from '../security/audit.ts';
+import { loadPublished, publishedRows, versionOf, type SigningKeys } from './lifecycle.ts';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export type KeyRotationOptions = {
-  db: Db;
-  kek: Buffer;
-  policy: KeyPolicy;
+  keys: SigningKeys;
   /** Seconds between checks of the keys table. */
   syncInterval: number;
   /** Cache-Control max-age of the JWKS, seconds. */
@@ -52,7 +50,7 @@ export class KeyRotation {
 
   /** Ensures a signing key exists, builds the first provider and starts the sync loop. */
   async start(): Promise<void> {
-    await advance(this.#opts.db, this.#opts.kek, this.#opts.policy, this.#now());
+    await this.#opts.keys.advance(this.#now());
     await this.#reload();
     this.#timer = setInterval(() => void this.sync(), this.#opts.syncInterval * 1000);
     this.#timer.unref();
@@ -110,17 +108,18 @@ export class KeyRotation {
 
   async #syncOnce(): Promise<void> {
     try {
-      const { db, kek, policy } = this.#opts;
-      const done = await advance(db, kek, policy, this.#now());
+      const { keys } = this.#opts;
+      const done = await keys.advance(this.#now());
       if (done.length) this.#opts.logger.info({ actions: done }, 'signing keys advanced');
-      if (versionOf(await publishedRows(db)) !== this.#version) await this.#reload();
+      if (versionOf(await publishedRows(keys.db)) !== this.#version) await this.#reload();
     } catch (err) {
       this.#opts.logger.warn({ err: { message: (err as Error).message } }, 'signing key sync failed; keeping the current keys');
     }
   }
 
   async #reload(): Promise<void> {
-    const keys = await loadPublished(this.#opts.db, this.#opts.kek, this.#opts.policy.alg);
+    const { db, kek, policy } = this.#opts.keys;
+    const keys = await loadPublished(db, kek, policy.alg);
     const body = Buffer.from(JSON.stringify({ keys: keys.published }));
     const provider = this.#opts.buildProvider(keys.signing);
     const handler = provider.callback() as unknown as Handler;
@@ -134,20 +133,16 @@ export class KeyRotation {
     if (previous && previous !== this.#activeKid) this.#opts.logger.info({ kid: this.#activeKid, previous }, 'signing with a new key');
   }
 
-  // Admin operations (CLI and admin API), applied here at once; other
-  // replicas follow within one sync interval.
-  list() {
-    return listKeys(this.#opts.db, this.#opts.policy);
-  }
-
-  async rotate() {
-    const out = await rotateKeys(this.#opts.db, this.#opts.kek, this.#opts.policy, this.#now());
+  // Operator actions, applied to this replica at once; other replicas follow
+  // within one sync interval.
+  async rotate(meta: AuditMeta) {
+    const out = await this.#opts.keys.rotate(meta, this.#now());
     await this.#syncAfterChange();
     return out;
   }
 
-  async revoke(kid: string) {
-    const out = await revokeKey(this.#opts.db, this.#opts.kek, kid, this.#opts.policy, this.#now());
+  async revoke(kid: string, meta: AuditMeta) {
+    const out = await this.#opts.keys.revoke(kid, meta, this.#now());
     await this.#syncAfterChange();
     return out;
   }

@@ -3,7 +3,8 @@
 // codes and identifiers, never a username, password or token); audit events
 // and metrics subscribe to the same bus.
 import { EventEmitter } from 'node:events';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
 
 type Source = { clientId: string; ip: string };
 
@@ -24,7 +25,15 @@ export type SecurityEventMap = {
   /** A trusted-gateway header sent by a client that is not a trusted gateway. */
   'gateway.forwarded_ip_ignored': [{ clientId: string }];
   /** A rotated refresh token presented again: its whole grant is revoked. */
-  'refresh.reuse': [{ clientId: string | undefined; grantId: string | undefined; accountId: string | undefined }];
+  'refresh.reuse': [
+    {
+      clientId: string | undefined;
+      grantId: string | undefined;
+      accountId: string | undefined;
+      /** sequential: found already consumed; concurrent: lost the atomic consume to a parallel request. */
+      detectedBy: 'sequential' | 'concurrent';
+    },
+  ];
   /** The immediate predecessor presented again within the grace window: same response replayed. */
   'refresh.grace_replay': [{ clientId: string; grantId: string | undefined }];
 };
@@ -32,6 +41,13 @@ export type SecurityEventMap = {
 export type SecurityEventName = keyof SecurityEventMap;
 
 export class SecurityEvents extends EventEmitter<SecurityEventMap> {}
+
+/** A bus whose every event is logged (see logSecurityEvents). */
+export function createSecurityEvents(logger: Logger): SecurityEvents {
+  const events = new SecurityEvents();
+  logSecurityEvents(events, logger);
+  return events;
+}
 
 // Every event name with its log level; a missing name is a type error.
 const LEVEL: Record<SecurityEventName, 'info' | 'warn'> = {
@@ -57,4 +73,12 @@ export function logSecurityEvents(events: SecurityEvents, logger: Logger): void 
       logger[LEVEL[name]](line, name);
     });
   }
+}
+
+/** Rate-limit blocks and shed logins, counted from the same events. */
+export function countSecurityEvents(events: SecurityEvents, metrics: Metrics): void {
+  events.on('login.throttled', ({ scope }) => metrics.rateLimitBlocks.inc({ limiter: scope }));
+  events.on('login.rate_limited', () => metrics.rateLimitBlocks.inc({ limiter: 'ip' }));
+  events.on('login.shed', () => metrics.passwordHashesShed.inc());
+  events.on('refresh.reuse', ({ detectedBy }) => metrics.refreshReuse.inc({ detected_by: detectedBy }));
 }

@@ -2,13 +2,13 @@
 // flight per process (argon2 runs in libuv's pool, so keep this at or below
 // UV_THREADPOOL_SIZE). Beyond it a login is shed at once with 503 rather than
 // queued, so the event loop stays free for JWKS and refresh traffic.
-import { errors } from 'oidc-provider';
+import { ServiceError } from '../errors.ts';
 
-export class LoginsOverloaded extends errors.OIDCProviderError {
+/** 503 temporarily_unavailable: the hash gate is full. */
+export class Overloaded extends ServiceError {
   constructor() {
-    super(503, 'temporarily_unavailable');
-    this.expose = true;
-    (this as unknown as { error_description: string }).error_description = 'too many logins in progress, try again shortly';
+    super('temporarily_unavailable', 'too many logins in progress, try again shortly');
+    this.name = 'Overloaded';
   }
 }
 
@@ -25,7 +25,7 @@ export class HashGate {
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#inFlight >= this.max) throw new LoginsOverloaded();
+    if (this.#inFlight >= this.max) throw new Overloaded();
     this.#inFlight++;
     try {
       return await fn();

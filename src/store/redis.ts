@@ -5,6 +5,7 @@
 // sentinels for the current primary on every reconnect) and Cluster.
 import { Cluster, Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import type { RedisTopology } from '../config/index.ts';
+import { isProgrammingError, ServiceError, StoreUnavailable } from '../errors.ts';
 
 /** What the rest of the code talks to: one node (or a Sentinel-managed primary), or a Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -91,5 +92,25 @@ export type ReplicaWait = Readonly<{ replicas: number; timeoutMs: number }>;
 export function checkAcks(acks: unknown, wait: ReplicaWait): void {
   if (typeof acks !== 'number' || acks < wait.replicas) {
     throw new Error(`only ${String(acks)} of ${wait.replicas} replicas acknowledged the write`);
+  }
+}
+
+// Redis reply errors carry their code as the first word (RESP). These mean a
+// bug in our commands, not an unavailable store.
+const BUG_REPLY = /^(ERR|WRONGTYPE) /;
+
+/**
+ * Runs Redis commands and turns their failures (connection closed, command
+ * timeout, READONLY/NOREPLICAS/CLUSTERDOWN during a failover, too few replica
+ * acknowledgements) into StoreUnavailable('redis'). Wrap only the Redis calls:
+ * programming errors and reply errors that mean a bug pass through as 500s.
+ */
+export async function redisCall<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (err instanceof ServiceError || isProgrammingError(err)) throw err;
+    if (err instanceof Error && err.name === 'ReplyError' && BUG_REPLY.test(err.message)) throw err;
+    throw new StoreUnavailable('redis', err);
   }
 }

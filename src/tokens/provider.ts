@@ -1,24 +1,57 @@
-// oidc-provider, configured as an OAuth 2 token service: no interactive login,
-// no ID tokens; password, refresh_token and client_credentials grants; JWT
-// access tokens (RFC 9068) for one resource server; rotating refresh tokens.
+// oidc-provider, configured in this one file: every option, the password grant
+// registration, the storage adapter, the hardening hooks and the response
+// header middleware. The service is an OAuth 2 token service: no interactive
+// login, no ID tokens; password, refresh_token and client_credentials grants;
+// JWT access tokens (RFC 9068) for one resource server; rotating refresh
+// tokens. A new Provider is built whenever the signing key changes
+// (src/keys/rotation.ts), so everything attached to it is attached here.
 import { hkdfSync } from 'node:crypto';
 import type { JWK } from 'jose';
-import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, type Adapter, type KoaContextWithOIDC } from 'oidc-provider';
+import type { LoginSource } from '../accounts/login.ts';
 import type { Account } from '../accounts/users.ts';
+import { secretMatches } from '../clients/index.ts';
 import type { Config } from '../config/index.ts';
-import { secretMatches } from './clients.ts';
-import { passwordGrant, PASSWORD_GRANT_PARAMS, type PasswordGrantDeps } from './password-grant.ts';
+import type { Logger } from '../observability/log.ts';
+import { countStoreError, type Metrics } from '../observability/metrics.ts';
+import type { AuditLog } from '../security/audit.ts';
+import type { SecurityEvents } from '../security/events.ts';
+import {
+  adapterFactory,
+  atBoundary,
+  CatalogueError,
+  clientOf,
+  compareClientSecretWith,
+  entityOf,
+  paramOf,
+  requestIdOf,
+  routeOf,
+  trustProxyHops,
+  type OidcContext,
+} from './oidc.ts';
+import { passwordGrant, PASSWORD_GRANT_PARAMS } from './password-grant.ts';
+import { refreshGraceMiddleware, type RefreshReuse } from './refresh-grace.ts';
+import { RefreshTokenReused } from './redis-adapter.ts';
 
 export type ProviderDeps = {
   config: Config;
-  signingKeys: JWK[];
-  /** Adapter factory: Redis in production, oidc-provider's memory store in development. */
-  adapter: NonNullable<Configuration['adapter']>;
-  authenticate: PasswordGrantDeps['authenticate'];
+  /** Storage for every model but Client: Redis in production, memory in development. */
+  adapterFor(model: string): Adapter;
+  /** Client lookups (Postgres). */
+  clients: Adapter;
+  /** The guarded, audited password check. */
+  login(source: LoginSource, username: string, password: string): Promise<Account | null>;
+  /** The active account behind a token, or null (gone or disabled): refresh re-reads it. */
   findAccount(id: string): Promise<Account | null>;
+  /** Refresh-token reuse and grace window (Redis only). */
+  reuse: RefreshReuse | undefined;
+  events: SecurityEvents;
+  audit: AuditLog;
+  metrics: Metrics;
+  logger: Logger;
 };
 
-export function createProvider(deps: ProviderDeps): Provider {
+export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
   const { config } = deps;
 
   const resourceServerInfo = async (_ctx: unknown, resource: string, client: { scope?: string }) => {
@@ -31,29 +64,32 @@ export function createProvider(deps: ProviderDeps): Provider {
       jwt: { sign: { alg: config.signingAlg } },
     };
   };
+  const findAccount = (id: string) => atBoundary(() => deps.findAccount(id));
 
   // Cookies are unused (no interactive flows) but oidc-provider wants keys;
   // derive them from the KEK so every replica agrees without another secret.
-  const cookieKey = Buffer.from(
-    hkdfSync('sha256', config.keyEncryptionKey ?? Buffer.alloc(32), '', 'identity cookie keys', 32),
-  ).toString('base64url');
+  const cookieKey = Buffer.from(hkdfSync('sha256', config.keyEncryptionKey ?? Buffer.alloc(32), '', 'identity cookie keys', 32)).toString(
+    'base64url',
+  );
 
   const provider = new Provider(config.issuer, {
-    adapter: deps.adapter,
+    adapter: adapterFactory((model) => (model === 'Client' ? deps.clients : deps.adapterFor(model))),
     clients: [],
-    jwks: { keys: deps.signingKeys as never },
+    jwks: { keys: [signingKey] as never },
     cookies: { keys: [cookieKey] },
     scopes: ['offline_access', ...config.scopes],
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
     responseTypes: ['none'],
     clientDefaults: { id_token_signed_response_alg: config.signingAlg, grant_types: [], response_types: [] },
-    // CORS is off unless CORS_ORIGINS lists the origin (see src/http/cors.ts).
+    // CORS is off unless CORS_ORIGINS lists the origin (see responseHeaders below).
     clientBasedCORS: (_ctx, origin) => config.corsOrigins.includes(origin),
     // Marks gateways allowed to send the end user's IP (src/security/client-ip.ts).
     extraClientMetadata: {
       properties: ['trusted_gateway'],
       validator(_ctx, key, value) {
-        if (key === 'trusted_gateway' && value !== undefined && typeof value !== 'boolean') throw new errors.InvalidClientMetadata('trusted_gateway must be a boolean');
+        if (key === 'trusted_gateway' && value !== undefined && typeof value !== 'boolean') {
+          throw new errors.InvalidClientMetadata('trusted_gateway must be a boolean');
+        }
       },
     },
     enabledJWA: {
@@ -93,20 +129,19 @@ export function createProvider(deps: ProviderDeps): Provider {
       // family's absolute end (iiat = when the first token was issued).
       RefreshToken(_ctx, token) {
         const iiat = (token as unknown as { iiat?: number }).iiat ?? Math.floor(Date.now() / 1000);
-        const left = iiat + config.refreshTokenAbsoluteTtl - Math.floor(Date.now() / 1000);
-        return Math.max(1, Math.min(config.refreshTokenIdleTtl, left));
+        return refreshTokenTtl(config, iiat, Math.floor(Date.now() / 1000));
       },
       Interaction: 60,
       Session: 60,
     },
     async findAccount(_ctx, sub) {
-      const account = await deps.findAccount(sub);
+      const account = await findAccount(sub);
       if (!account) return undefined;
       return { ...account, claims: async () => ({ sub: account.accountId }) };
     },
     async extraTokenClaims(ctx, token) {
       if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
-      const account = (ctx?.oidc.entities.Account as unknown as Account | undefined) ?? (await deps.findAccount(token.accountId));
+      const account = entityOf<Account>(ctx, 'Account') ?? (await findAccount(token.accountId));
       // grant_id lets a gateway drop a revoked login's access tokens early.
       return { roles: account?.roles ?? [], ...(token.grantId ? { grant_id: token.grantId } : {}) };
     },
@@ -116,42 +151,109 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
   });
 
-  // Client secrets are stored as a SHA-256 digest (see clients.ts), so the
-  // comparison must hash what the client presents.
-  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
-    return secretMatches(this.clientSecret, actual);
-  } as never;
+  compareClientSecretWith(provider, secretMatches);
+  trustProxyHops(provider, config.trustProxyHops);
 
   provider.registerGrantType(
     'password',
     passwordGrant(provider, {
       audience: config.audience,
-      authenticate: deps.authenticate,
+      events: deps.events,
+      login: deps.login,
       resourceServerInfo: resourceServerInfo as never,
     }) as never,
     PASSWORD_GRANT_PARAMS,
   );
 
+  provider.use(responseHeaders(config.corsOrigins));
+  provider.use(refreshGraceMiddleware(deps.reuse));
   provider.use(rfcErrorShim);
+  observe(provider, deps);
   return provider;
 }
 
-// Two corrections to oidc-provider's token endpoint errors, for RFC 6749 §5.2:
+/** Seconds a new refresh token lives: the idle lifetime, never past the family's absolute end. Pure. */
+export function refreshTokenTtl(config: Pick<Config, 'refreshTokenIdleTtl' | 'refreshTokenAbsoluteTtl'>, iiat: number, now: number): number {
+  const left = iiat + config.refreshTokenAbsoluteTtl - now;
+  return Math.max(1, Math.min(config.refreshTokenIdleTtl, left));
+}
+
+const NO_STORE_ROUTES = new Set(['token', 'introspection', 'revocation']);
+
+// Response headers oidc-provider does not set the way we want:
+// - CORS: oidc-provider reflects any Origin on discovery, JWKS and token
+//   endpoints. Here CORS is off unless CORS_ORIGINS lists the origin; an
+//   allowed origin is echoed alone, never with credentials.
+// - token, introspection and revocation answers are never cached (RFC 6749 §5.1).
+function responseHeaders(corsOrigins: readonly string[]) {
+  const allowed = new Set(corsOrigins);
+  return async function headers(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+    await next();
+    const origin = ctx.get('Origin');
+    const corsHeaders = Object.keys(ctx.response.headers).filter((h) => h.toLowerCase().startsWith('access-control-'));
+    if (origin && allowed.has(origin)) {
+      if (corsHeaders.length) ctx.set('Access-Control-Allow-Origin', origin);
+      ctx.remove('Access-Control-Allow-Credentials');
+    } else {
+      for (const h of corsHeaders) ctx.remove(h);
+    }
+    const route = routeOf(ctx);
+    if (route && NO_STORE_ROUTES.has(route)) {
+      ctx.set('Cache-Control', 'no-store');
+      ctx.set('Pragma', 'no-cache');
+    }
+  };
+}
+
+// A correction to oidc-provider's token endpoint errors, for RFC 6749 §5.2:
 // a client using a grant type it is not registered for gets
-// `unauthorized_client` (oidc-provider says invalid_request); a 503 from the
-// stores carries Retry-After.
+// `unauthorized_client` (oidc-provider says invalid_request).
 async function rfcErrorShim(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
   await next();
   const body = ctx.body as { error?: string } | undefined;
-  if (ctx.status === 503) ctx.set('Retry-After', '1');
-  const { client, params } = (ctx.oidc ?? {}) as { client?: { grantTypeAllowed(g: string): boolean }; params?: { grant_type?: string } };
-  if (
-    ctx.status === 400 &&
-    body?.error === 'invalid_request' &&
-    client &&
-    typeof params?.grant_type === 'string' &&
-    !client.grantTypeAllowed(params.grant_type)
-  ) {
+  const client = clientOf(ctx);
+  const grantType = paramOf(ctx, 'grant_type');
+  if (ctx.status === 400 && body?.error === 'invalid_request' && client && grantType && !client.grantTypeAllowed(grantType)) {
     ctx.body = { error: 'unauthorized_client', error_description: 'the client is not allowed this grant type' };
   }
+}
+
+const grantTypeOf = (ctx: OidcContext) => {
+  const g = paramOf(ctx, 'grant_type');
+  return g && /^[\w:.-]{1,64}$/.test(g) ? g : 'unknown';
+};
+
+// Metrics, logs and audit rows from oidc-provider's events.
+function observe(provider: Provider, deps: ProviderDeps): void {
+  const { metrics, logger, audit } = deps;
+  const storeError = (err: unknown) => {
+    if (err instanceof CatalogueError && err.store) {
+      countStoreError(metrics, err.store);
+      logger.warn({ store: err.store, err: { message: (err.source.cause as Error | undefined)?.message } }, `${err.store} unavailable`);
+    }
+  };
+  provider.on('grant.success', (ctx: OidcContext) => {
+    metrics.tokenRequests.inc({ grant_type: grantTypeOf(ctx), outcome: 'success' });
+  });
+  provider.on('grant.error', (ctx: OidcContext, err: errors.OIDCProviderError) => {
+    metrics.tokenRequests.inc({ grant_type: grantTypeOf(ctx), outcome: err.error ?? 'unknown' });
+    storeError(err);
+    if (err instanceof RefreshTokenReused) {
+      const client = clientOf(ctx);
+      void audit.record({
+        type: 'refresh.reuse_detected',
+        outcome: 'failure',
+        subject: err.accountId ?? null,
+        clientId: client?.clientId ?? null,
+        ip: ctx.ip,
+        requestId: requestIdOf(ctx),
+      });
+    }
+  });
+  provider.on('introspection.error', (_ctx: OidcContext, err: unknown) => storeError(err));
+  provider.on('revocation.error', (_ctx: OidcContext, err: unknown) => storeError(err));
+  provider.on('server_error', (ctx: OidcContext, err: unknown) => {
+    if (routeOf(ctx) === 'token') metrics.tokenRequests.inc({ grant_type: grantTypeOf(ctx), outcome: 'server_error' });
+    logger.error({ err, reqId: requestIdOf(ctx) }, 'oidc-provider server_error');
+  });
 }

@@ -15,33 +15,30 @@
 // Hence no command names two keys, the consume script touches one key, and a
 // write spanning keys goes through execBySlot: one pipeline on a single node,
 // one pipeline per key, in parallel, on a Cluster.
-import { createHash } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
 import { errors } from 'oidc-provider';
-import { checkAcks, execBySlot, type RedisClient, type ReplicaWait, type SlotGroup } from '../store/redis.ts';
+import type { SessionRevoker } from '../accounts/lifecycle.ts';
+import { sha256 } from '../lib/crypto.ts';
+import { checkAcks, execBySlot, redisCall, type RedisClient, type ReplicaWait, type SlotGroup } from '../store/redis.ts';
 import type { SecurityEvents } from '../security/events.ts';
+import { atBoundary, currentContext, refreshRequest } from './oidc.ts';
 import { RefreshReuse } from './refresh-grace.ts';
 
-type Payload = Record<string, unknown> & { grantId?: string; accountId?: string; consumed?: number };
+type Payload = Record<string, unknown> & { grantId?: string; accountId?: string; clientId?: string; consumed?: number };
 
-/** 503 on the token endpoint: a token we could not record is never issued. */
-export class StoreUnavailable extends errors.OIDCProviderError {
-  constructor(cause: unknown) {
-    super(503, 'temporarily_unavailable', { cause });
-    this.expose = true;
-    (this as unknown as { error_description: string }).error_description =
-      'the token store is unavailable, try again later';
-  }
-}
-
-/** A refresh token presented a second time: the whole grant is revoked. */
+/**
+ * A refresh token presented after it was consumed: the whole grant is
+ * revoked. `detectedBy`: `sequential` (found already consumed) or
+ * `concurrent` (lost the atomic consume to a parallel request).
+ */
 export class RefreshTokenReused extends errors.InvalidGrant {
-  /** For the audit log: whose login family was revoked. */
   readonly accountId: string | undefined;
+  readonly detectedBy: 'sequential' | 'concurrent';
 
-  constructor(accountId?: string) {
+  constructor(accountId: string | undefined, detectedBy: 'sequential' | 'concurrent') {
     super('refresh token already used');
     this.accountId = accountId;
+    this.detectedBy = detectedBy;
   }
 }
 
@@ -52,7 +49,6 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[1], 'consumed', ARGV[1]) == 1 then return 1 end
 return 2`;
 
-const hash = (value: string) => createHash('sha256').update(value).digest('base64url');
 const epoch = () => Math.floor(Date.now() / 1000);
 
 type Consume = { idpConsume(key: string, now: number): Promise<number> };
@@ -64,7 +60,7 @@ export type TokenStoreOptions = {
   graceSeconds?: number;
 };
 
-export class RedisTokenStore {
+export class RedisTokenStore implements SessionRevoker {
   readonly redis: RedisClient;
   readonly prefix: string;
   readonly wait: ReplicaWait | undefined;
@@ -108,7 +104,7 @@ export class RedisTokenStore {
   }
 
   key(model: string, id: string): string {
-    return `${this.prefix}oidc:${model}:${hash(id)}`;
+    return `${this.prefix}oidc:${model}:${sha256(id)}`;
   }
 
   grantKey(grantId: string): string {
@@ -120,19 +116,23 @@ export class RedisTokenStore {
   }
 
   /** Deletes every token issued under the grant and the grant itself. */
-  async revokeGrant(grantId: string): Promise<void> {
-    const index = this.grantKey(grantId);
-    const keys = await this.redis.smembers(index);
-    await this.write([...keys, this.key('Grant', grantId), index].map((k) => (pipe) => pipe.unlink(k)));
+  revokeGrant(grantId: string): Promise<void> {
+    return redisCall(async () => {
+      const index = this.grantKey(grantId);
+      const keys = await this.redis.smembers(index);
+      await this.write([...keys, this.key('Grant', grantId), index].map((k) => (pipe) => pipe.unlink(k)));
+    });
   }
 
   /** Revokes every grant (and so every refresh token) of one account. */
-  async revokeAccount(accountId: string): Promise<number> {
-    const index = this.accountKey(accountId);
-    const grants = await this.redis.smembers(index);
-    for (const grantId of grants) await this.revokeGrant(grantId);
-    await this.write([(pipe) => pipe.unlink(index)]);
-    return grants.length;
+  revokeAccount(accountId: string): Promise<number> {
+    return redisCall(async () => {
+      const index = this.accountKey(accountId);
+      const grants = await this.redis.smembers(index);
+      for (const grantId of grants) await this.revokeGrant(grantId);
+      await this.write([(pipe) => pipe.unlink(index)]);
+      return grants.length;
+    });
   }
 
   adapterFor(model: string): RedisAdapter {
@@ -161,7 +161,7 @@ export class RedisAdapter {
     this.model = model;
   }
 
-  async upsert(id: string, payload: Payload, expiresIn: number): Promise<void> {
+  upsert(id: string, payload: Payload, expiresIn: number): Promise<void> {
     const { store, model } = this;
     const key = store.key(model, id);
     const { jti: _jti, ...stored } = payload;
@@ -174,20 +174,22 @@ export class RedisAdapter {
     ];
     if (payload.grantId) groups.push(indexGroup(store.grantKey(payload.grantId), key, expiresIn));
     if (model === 'Grant' && payload.accountId) groups.push(indexGroup(store.accountKey(payload.accountId), id, expiresIn));
-    await guard(() => store.write(groups));
+    return atBoundary(() => redisCall(() => store.write(groups)).then(() => undefined));
   }
 
-  async find(id: string): Promise<Payload | undefined> {
-    const payload = await this.#read(id);
-    // oidc-provider revokes the grant when it finds a consumed refresh token,
-    // unless the grace window replays the previous response instead.
-    if (payload?.consumed && this.model === 'RefreshToken') await guard(() => this.store.reuse.onReuse(id, payload));
-    return payload;
+  find(id: string): Promise<Payload | undefined> {
+    return atBoundary(async () => {
+      const payload = await this.#read(id);
+      // A consumed refresh token presented again by its client, to refresh:
+      // the grace window may replay the lost response; otherwise the family dies.
+      const request = this.model === 'RefreshToken' && payload?.consumed ? refreshRequest(currentContext()) : undefined;
+      if (payload && request && request.clientId === payload.clientId) await this.#reused(id, payload, 'sequential');
+      return payload;
+    });
   }
 
   async #read(id: string): Promise<Payload | undefined> {
-    const stored = await guard(() => this.store.redis.hmget(this.store.key(this.model, id), 'payload', 'consumed'));
-    const [json, consumed] = stored;
+    const [json, consumed] = await redisCall(() => this.store.redis.hmget(this.store.key(this.model, id), 'payload', 'consumed'));
     if (!json) return undefined;
     const payload = JSON.parse(json) as Payload;
     payload.jti = id;
@@ -195,27 +197,34 @@ export class RedisAdapter {
     return payload;
   }
 
-  async consume(id: string): Promise<void> {
-    const outcome = await guard(() => this.store.consume(this.store.key(this.model, id)));
-    if (outcome === 2) {
+  async #reused(id: string, payload: Payload, detectedBy: 'sequential' | 'concurrent'): Promise<never> {
+    await this.store.reuse.onReuse(id, payload, detectedBy);
+    if (payload.grantId) await this.store.revokeGrant(payload.grantId);
+    throw new RefreshTokenReused(payload.accountId, detectedBy);
+  }
+
+  consume(id: string): Promise<void> {
+    return atBoundary(async () => {
+      const outcome = await redisCall(() => this.store.consume(this.store.key(this.model, id)));
+      if (outcome === 0) throw new errors.InvalidGrant('grant request is invalid');
+      if (outcome !== 2) return;
       // Lost a race with another request presenting the same token, or a
       // replay: either way the token was used twice, so the family dies
       // (unless it is the grace window's case: the same client retrying).
       const payload = await this.#read(id);
-      if (payload && this.model === 'RefreshToken') await guard(() => this.store.reuse.onReuse(id, payload));
-      if (payload?.grantId) await guard(() => this.store.revokeGrant(payload.grantId as string));
-      throw new RefreshTokenReused(payload?.accountId);
-    }
-    if (outcome === 0) throw new errors.InvalidGrant('grant request is invalid');
+      if (payload && this.model === 'RefreshToken') await this.#reused(id, payload, 'concurrent');
+      if (payload?.grantId) await this.store.revokeGrant(payload.grantId);
+      throw new RefreshTokenReused(payload?.accountId, 'concurrent');
+    });
   }
 
-  async destroy(id: string): Promise<void> {
+  destroy(id: string): Promise<void> {
     const key = this.store.key(this.model, id);
-    await guard(() => this.store.write([(pipe) => pipe.unlink(key)]));
+    return atBoundary(() => redisCall(() => this.store.write([(pipe) => pipe.unlink(key)])).then(() => undefined));
   }
 
-  async revokeByGrantId(grantId: string): Promise<void> {
-    await guard(() => this.store.revokeGrant(grantId));
+  revokeByGrantId(grantId: string): Promise<void> {
+    return atBoundary(() => this.store.revokeGrant(grantId));
   }
 
   // Only used by flows this service does not enable (device code, sessions).
@@ -225,14 +234,5 @@ export class RedisAdapter {
 
   async findByUid(): Promise<undefined> {
     return undefined;
-  }
-}
-
-export async function guard<T>(op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
-    if (err instanceof errors.OIDCProviderError) throw err;
-    throw new StoreUnavailable(err);
   }
 }

@@ -10,10 +10,12 @@
 //   a reuse of `old` replays it only if the record is there (window), decrypts
 //   for this client, and `new` is still unused (immediate predecessor);
 //   anything else is a real replay: the grant is revoked.
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
-import type { RedisClient } from '../store/redis.ts';
-import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import { hkdfSync } from 'node:crypto';
+import { errors } from 'oidc-provider';
+import { seal, SealError, sha256, unseal } from '../lib/crypto.ts';
 import type { SecurityEvents } from '../security/events.ts';
+import { redisCall, type RedisClient } from '../store/redis.ts';
+import { currentContext, paramOf, refreshRequest, type OidcContext } from './oidc.ts';
 
 type Body = Record<string, unknown> & { refresh_token?: string };
 
@@ -25,14 +27,6 @@ class GraceReplay extends errors.InvalidGrant {
 }
 
 const replays = new WeakMap<object, Body>();
-
-const currentCtx = () => (Provider as unknown as { ctx?: KoaContextWithOIDC }).ctx;
-
-function refreshRequest(ctx: KoaContextWithOIDC | undefined): { clientId: string } | undefined {
-  const oidc = ctx?.oidc as unknown as { route?: string; params?: { grant_type?: unknown }; client?: { clientId: string } } | undefined;
-  if (oidc?.route !== 'token' || oidc.params?.grant_type !== 'refresh_token' || !oidc.client) return undefined;
-  return { clientId: oidc.client.clientId };
-}
 
 function keyFor(token: string, clientId: string): Buffer {
   return Buffer.from(hkdfSync('sha256', token, 'identity refresh grace', clientId, 32));
@@ -63,43 +57,36 @@ export class RefreshReuse {
   }
 
   #recordKey(token: string): string {
-    return `${this.#prefix}oidc:grace:${createHash('sha256').update(`grace:${token}`).digest('base64url')}`;
+    return `${this.#prefix}oidc:grace:${sha256(`grace:${token}`)}`;
   }
 
   /** After a successful rotation (called by the provider middleware). */
   async remember(presented: string, clientId: string, body: Body): Promise<void> {
     if (!this.#graceSeconds) return;
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', keyFor(presented, clientId), iv);
-    cipher.setAAD(Buffer.from(clientId));
-    const sealed = Buffer.concat([cipher.update(JSON.stringify(body)), cipher.final()]);
-    const record = Buffer.concat([iv, cipher.getAuthTag(), sealed]).toString('base64url');
-    await this.#redis.set(this.#recordKey(presented), record, 'EX', this.#graceSeconds);
+    const record = seal(keyFor(presented, clientId), JSON.stringify(body), clientId);
+    await redisCall(() => this.#redis.set(this.#recordKey(presented), record, 'EX', this.#graceSeconds));
   }
 
   async #recall(presented: string, clientId: string): Promise<Body | undefined> {
-    const record = await this.#redis.get(this.#recordKey(presented));
+    const record = await redisCall(() => this.#redis.get(this.#recordKey(presented)));
     if (!record) return undefined;
-    const raw = Buffer.from(record, 'base64url');
     try {
-      const decipher = createDecipheriv('aes-256-gcm', keyFor(presented, clientId), raw.subarray(0, 12));
-      decipher.setAAD(Buffer.from(clientId));
-      decipher.setAuthTag(raw.subarray(12, 28));
-      return JSON.parse(Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8')) as Body;
-    } catch {
-      return undefined; // another client's record: no replay
+      return JSON.parse(unseal(keyFor(presented, clientId), record, clientId)) as Body;
+    } catch (err) {
+      if (err instanceof SealError) return undefined; // another client's record: no replay
+      throw err;
     }
   }
 
   /**
-   * A consumed refresh token was presented. Throws GraceReplay when the grace
-   * window applies; otherwise emits `refresh.reuse` and returns, and the
-   * caller revokes the grant. A token consumed within the window but whose
+   * A consumed refresh token was presented to refresh. Throws GraceReplay
+   * when the grace window applies; otherwise emits `refresh.reuse` and
+   * returns, and the caller revokes the grant. A token consumed within the window but whose
    * response is not remembered yet (a parallel request still rotating it) is
    * waited for, up to one second.
    */
-  async onReuse(presented: string, token: ConsumedToken): Promise<void> {
-    const ctx = currentCtx();
+  async onReuse(presented: string, token: ConsumedToken, detectedBy: 'sequential' | 'concurrent'): Promise<void> {
+    const ctx = currentContext();
     const request = refreshRequest(ctx);
     if (!request) return; // introspection or revocation of a consumed token: not a reuse
     const consumedAgo = Date.now() / 1000 - (token.consumed ?? 0);
@@ -110,13 +97,18 @@ export class RefreshReuse {
         await new Promise((r) => setTimeout(r, 50));
         body = await this.#recall(presented, request.clientId);
       }
-      if (body?.refresh_token && (await this.#isLive(body.refresh_token))) {
+      if (body?.refresh_token && (await redisCall(() => this.#isLive(body!.refresh_token!)))) {
         replays.set(ctx!, body);
         this.#events?.emit('refresh.grace_replay', { clientId: request.clientId, grantId: str(token.grantId) });
         throw new GraceReplay();
       }
     }
-    this.#events?.emit('refresh.reuse', { clientId: request.clientId, grantId: str(token.grantId), accountId: str(token.accountId) });
+    this.#events?.emit('refresh.reuse', {
+      clientId: request.clientId,
+      grantId: str(token.grantId),
+      accountId: str(token.accountId),
+      detectedBy,
+    });
   }
 }
 
@@ -127,7 +119,7 @@ const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
  * remembers each successful rotation's response.
  */
 export function refreshGraceMiddleware(reuse: RefreshReuse | undefined) {
-  return async function refreshGrace(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+  return async function refreshGrace(ctx: OidcContext, next: () => Promise<void>): Promise<void> {
     await next();
     const replay = replays.get(ctx);
     if (replay) {
@@ -137,8 +129,8 @@ export function refreshGraceMiddleware(reuse: RefreshReuse | undefined) {
     }
     const body = ctx.body as Body | undefined;
     const request = ctx.status === 200 ? refreshRequest(ctx) : undefined;
-    const presented = (ctx.oidc?.params as { refresh_token?: unknown } | undefined)?.refresh_token;
-    if (reuse && request && body?.refresh_token && typeof presented === 'string') {
+    const presented = paramOf(ctx, 'refresh_token');
+    if (reuse && request && body?.refresh_token && presented) {
       // Best effort: without the record a retry is treated as a replay (fail closed).
       await reuse.remember(presented, request.clientId, body).catch(() => undefined);
     }

@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import * as oauth from 'openid-client';
-import { startTestService, type TestService } from '../helpers.ts';
+import { startTestService, type TestService } from '../support/service.ts';
 import { refreshThroughFailover, tokenFlow } from './flow.ts';
-import { cli, startCluster, until, type RedisNode, type Topology } from './redis-procs.ts';
+import { cli, startCluster, until, type RedisNode, type Topology } from '../support/redis-procs.ts';
 
 let redis: Topology;
 let svc: TestService;

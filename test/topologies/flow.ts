@@ -2,7 +2,7 @@
 // keep failing closed while the primary fails over.
 import assert from 'node:assert/strict';
 import * as oauth from 'openid-client';
-import { basic, postForm, type TestService } from '../helpers.ts';
+import { basic, postForm, type TestService } from '../support/service.ts';
 
 export async function tokenFlow(svc: TestService): Promise<void> {
   const client = await svc.client();

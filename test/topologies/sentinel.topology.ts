@@ -3,9 +3,9 @@
 // the middle of refreshes and restarted once a replica has taken over.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { basic, postForm, startTestService, type TestService } from '../helpers.ts';
+import { basic, postForm, startTestService, type TestService } from '../support/service.ts';
 import { refreshThroughFailover, tokenFlow } from './flow.ts';
-import { cli, sentinelPrimary, startSentinel, until, type Topology } from './redis-procs.ts';
+import { cli, sentinelPrimary, startSentinel, until, type Topology } from '../support/redis-procs.ts';
 
 let redis: Topology;
 let svc: TestService;

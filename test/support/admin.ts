@@ -1,7 +1,7 @@
 // Helpers for the accounts and admin API tests: tokens for a user, and JSON
 // calls to the admin and public ports.
 import * as oauth from 'openid-client';
-import type { TestService } from './helpers.ts';
+import type { TestService } from './service.ts';
 
 export type Json = Record<string, any>;
 

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../helpers.ts';
+import { freePort } from './service.ts';
 
 const run = promisify(execFile);
 const running = new Set<ChildProcess>();

@@ -1,6 +1,6 @@
 // Helpers for the abuse-resistance tests (see SECURITY.md for the mapping).
-import { createClient } from '../src/tokens/clients.ts';
-import { basic, postForm, type TestService } from './helpers.ts';
+import { createClient } from '../../src/clients/index.ts';
+import { basic, postForm, type TestService } from './service.ts';
 
 export type TestClient = { id: string; secret: string };
 

@@ -2,11 +2,10 @@
 // change: exactly the verifier downstream services use (src/verify: JWKS from
 // this issuer, RFC 9068 `at+jwt`, RFC 6750 errors), plus an optional role.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Caller } from '../http/route.ts';
 import { requireAuth, requireRole } from '../verify/index.js';
 
 export type BearerOptions = { issuer: string; audience: string; algorithm: string; role?: string };
-
-export type Caller = { sub: string; roles: string[]; clientId: string | undefined };
 
 export function requireBearer(opts: BearerOptions): RequestHandler {
   const steps = [

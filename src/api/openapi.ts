@@ -1,22 +1,18 @@
 // OpenAPI 3.1 description of the admin and self-service APIs, generated from
-// the same zod schemas that validate the requests.
+// the route declarations (src/http/route.ts) that also build the routers.
 import { createDocument } from 'zod-openapi';
-import { auditPaths } from './audit.ts';
-import { clientsPaths } from './clients.ts';
-import { selfServicePaths } from './self-service.ts';
-import { usersPaths } from './users.ts';
+import { openApiPaths, type Route } from '../http/route.ts';
 
-let cached: ReturnType<typeof createDocument> | undefined;
-
-export function openApiDocument(): ReturnType<typeof createDocument> {
-  return (cached ??= createDocument({
+export function openApiDocument(routes: readonly Route[]): ReturnType<typeof createDocument> {
+  return createDocument({
     openapi: '3.1.0',
     info: {
       title: 'Identity service: admin and account API',
       version: '1.0.0',
       description:
         'Admin API on the admin port (ADMIN_PORT), authorized by a Bearer access token of a user with the admin role. ' +
-        'Self-service endpoints (tag self-service) are on the public port.',
+        'Self-service endpoints (tag self-service) are on the public port. Every error has the Error shape; ' +
+        'its `error` is a stable code from the service error catalogue.',
       license: { name: 'MIT', identifier: 'MIT' },
     },
     servers: [{ url: '/', description: 'the admin port (ADMIN_PORT)' }],
@@ -32,6 +28,6 @@ export function openApiDocument(): ReturnType<typeof createDocument> {
         bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'RFC 9068 access token of this issuer' },
       },
     },
-    paths: { ...usersPaths, ...clientsPaths, ...auditPaths, ...selfServicePaths },
-  }));
+    paths: openApiPaths(routes),
+  });
 }

@@ -4,9 +4,9 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeProtectedHeader, importJWK, type JWK } from 'jose';
-import { createOrdersApp } from '../examples/orders-service.ts';
-import { unseal } from '../src/keys/sealing.ts';
-import { basic, postForm, type TestService } from './helpers.ts';
+import { createOrdersApp } from '../../examples/orders-service.ts';
+import { unseal } from '../../src/lib/crypto.ts';
+import { basic, postForm, type TestService } from './service.ts';
 
 export type Example = { url: string; close(): Promise<void> };
 

@@ -1,9 +1,11 @@
-// OAuth clients: stored in Postgres, secrets kept only as a SHA-256 digest.
-// oidc-provider reads clients through ClientAdapter and compares secrets with
-// `compareClientSecret`, which provider.ts points at `secretMatches`.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+// OAuth clients: stored in Postgres, secrets kept only as a SHA-256 digest
+// (a secret is 256 random bits, so a fast hash is enough). Every change is
+// audited here, whoever makes it (admin API or CLI). oidc-provider reads
+// clients through src/tokens/client-adapter.ts.
 import { z } from 'zod';
 import { ServiceError } from '../errors.ts';
+import { randomToken, safeEqual, sha256 } from '../lib/crypto.ts';
+import type { AuditLog, AuditMeta } from '../security/audit.ts';
 import type { Db } from '../store/postgres.ts';
 
 export const GRANT_TYPES = ['password', 'refresh_token', 'client_credentials'] as const;
@@ -22,22 +24,16 @@ export const clientInput = z.object({
 export type ClientInput = z.input<typeof clientInput>;
 
 /** Throws validation_failed unless every scope is one of SCOPES. */
-export function checkScopes(scopes: readonly string[], knownScopes: readonly string[], field = 'scopes'): void {
+export function checkScopes(scopes: readonly string[], knownScopes: readonly string[], field = 'scope'): void {
   const unknown = scopes.filter((s) => !knownScopes.includes(s));
   if (unknown.length) {
     throw new ServiceError('validation_failed', `unknown scope ${unknown.join(', ')}; add it to SCOPES first`, { field });
   }
 }
 
-export function hashSecret(secret: string): string {
-  return createHash('sha256').update(secret).digest('base64url');
-}
-
+/** Does the presented secret match the stored digest? Constant time. */
 export function secretMatches(storedHash: string | undefined, presented: string): boolean {
-  if (!storedHash) return false;
-  const a = Buffer.from(storedHash);
-  const b = Buffer.from(hashSecret(presented));
-  return a.length === b.length && timingSafeEqual(a, b);
+  return !!storedHash && safeEqual(storedHash, sha256(presented));
 }
 
 export type ClientView = { client_id: string; grant_types: string[]; scope: string; trusted_gateway: boolean; created_at: string };
@@ -67,10 +63,10 @@ export async function createClient(
   }
   const { id, grantTypes, scopes, trustedGateway } = parsed.data;
   checkScopes(scopes, knownScopes);
-  const secret = randomBytes(32).toString('base64url');
+  const secret = randomToken();
   try {
     const row = await db.client.create({
-      data: { id, secretHash: hashSecret(secret), grantTypes: [...new Set(grantTypes)], scope: scopes.join(' '), trustedGateway },
+      data: { id, secretHash: sha256(secret), grantTypes: [...new Set(grantTypes)], scope: scopes.join(' '), trustedGateway },
     });
     return { ...view(row), client_secret: secret };
   } catch (err) {
@@ -86,24 +82,24 @@ const missing = (id: string) => (err: { code?: string }) => {
   throw err.code === 'P2025' ? notFound(id) : err;
 };
 
-export async function listClients(db: Db): Promise<ClientView[]> {
+async function listClients(db: Db): Promise<ClientView[]> {
   return (await db.client.findMany({ orderBy: { id: 'asc' } })).map(view);
 }
 
-export async function getClient(db: Db, id: string): Promise<ClientView> {
+async function getClient(db: Db, id: string): Promise<ClientView> {
   const row = await db.client.findUnique({ where: { id } });
   if (!row) throw notFound(id);
   return view(row);
 }
 
 /** Changes grant types and/or scopes; takes effect at the client's next token request. */
-export async function updateClient(
+async function updateClient(
   db: Db,
   id: string,
   change: { grantTypes?: GrantType[]; scopes?: string[] },
   knownScopes: readonly string[],
 ): Promise<ClientView> {
-  checkScopes(change.scopes ?? [], knownScopes, 'scope');
+  checkScopes(change.scopes ?? [], knownScopes);
   const row = await db.client
     .update({
       where: { id },
@@ -117,50 +113,61 @@ export async function updateClient(
 }
 
 /** A new secret replaces the old one at once; it is returned this one time. */
-export async function rotateClientSecret(db: Db, id: string): Promise<ClientView & { client_secret: string }> {
-  const secret = randomBytes(32).toString('base64url');
-  const row = await db.client.update({ where: { id }, data: { secretHash: hashSecret(secret) } }).catch(missing(id));
+async function rotateClientSecret(db: Db, id: string): Promise<ClientView & { client_secret: string }> {
+  const secret = randomToken();
+  const row = await db.client.update({ where: { id }, data: { secretHash: sha256(secret) } }).catch(missing(id));
   return { ...view(row), client_secret: secret };
 }
 
-export async function deleteClient(db: Db, id: string): Promise<void> {
+async function deleteClient(db: Db, id: string): Promise<void> {
   await db.client.delete({ where: { id } }).catch(missing(id));
 }
 
-/** oidc-provider's view of a client (RFC 7591 metadata). */
-export function toClientMetadata(row: { id: string; secretHash: string; grantTypes: string[]; scope: string; trustedGateway?: boolean }) {
-  return {
-    client_id: row.id,
-    // Not the secret: its digest. compareClientSecret hashes what is presented.
-    client_secret: row.secretHash,
-    grant_types: row.grantTypes,
-    response_types: [],
-    redirect_uris: [],
-    token_endpoint_auth_method: 'client_secret_basic',
-    ...(row.scope ? { scope: row.scope } : {}),
-    trusted_gateway: row.trustedGateway === true,
-  };
-}
-
-/** Read-only oidc-provider adapter for the Client model, backed by Postgres. */
-export class ClientAdapter {
+/** Client administration with its audit rows. */
+export class Clients {
   readonly #db: Db;
+  readonly #audit: AuditLog;
+  readonly #knownScopes: readonly string[];
 
-  constructor(db: Db) {
-    this.#db = db;
+  constructor(deps: { db: Db; audit: AuditLog; knownScopes: readonly string[] }) {
+    this.#db = deps.db;
+    this.#audit = deps.audit;
+    this.#knownScopes = deps.knownScopes;
   }
 
-  async find(id: string) {
-    const row = await this.#db.client.findUnique({ where: { id } });
-    return row ? toClientMetadata(row) : undefined;
+  list(): Promise<ClientView[]> {
+    return listClients(this.#db);
   }
 
-  // Clients are managed through the CLI and admin API, never by oidc-provider.
-  async upsert(): Promise<never> {
-    throw new Error('clients are read-only for oidc-provider');
+  get(id: string): Promise<ClientView> {
+    return getClient(this.#db, id);
   }
 
-  async destroy(): Promise<never> {
-    throw new Error('clients are read-only for oidc-provider');
+  async create(input: ClientInput, meta: AuditMeta): Promise<ClientView & { client_secret: string }> {
+    const created = await createClient(this.#db, input, this.#knownScopes);
+    await this.#audit.record({
+      ...meta,
+      type: 'client.created',
+      subject: created.client_id,
+      details: { grant_types: created.grant_types, scope: created.scope, trusted_gateway: created.trusted_gateway },
+    });
+    return created;
+  }
+
+  async update(id: string, change: { grantTypes?: GrantType[]; scopes?: string[] }, meta: AuditMeta): Promise<ClientView> {
+    const updated = await updateClient(this.#db, id, change, this.#knownScopes);
+    await this.#audit.record({ ...meta, type: 'client.updated', subject: id, details: { grant_types: updated.grant_types, scope: updated.scope } });
+    return updated;
+  }
+
+  async rotateSecret(id: string, meta: AuditMeta): Promise<ClientView & { client_secret: string }> {
+    const rotated = await rotateClientSecret(this.#db, id);
+    await this.#audit.record({ ...meta, type: 'client.secret_rotated', subject: id });
+    return rotated;
+  }
+
+  async delete(id: string, meta: AuditMeta): Promise<void> {
+    await deleteClient(this.#db, id);
+    await this.#audit.record({ ...meta, type: 'client.deleted', subject: id });
   }
 }

@@ -3,7 +3,7 @@
 // password, token or secret. Writing an event never fails the action it
 // records: a failed insert is logged and dropped.
 import type { Prisma } from '../generated/prisma/client.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../observability/log.ts';
 import type { Db } from '../store/postgres.ts';
 
 export const AUDIT_TYPES = [
@@ -16,7 +16,6 @@ export const AUDIT_TYPES = [
   'user.updated',
   'user.roles_changed',
   'user.disabled',
-  'user.enabled',
   'user.deleted',
   'user.sessions_revoked',
   'user.imported',
@@ -28,10 +27,13 @@ export const AUDIT_TYPES = [
   'client.updated',
   'client.secret_rotated',
   'client.deleted',
+  'key.rotated',
+  'key.revoked',
+  'key.rekeyed',
 ] as const;
 export type AuditType = (typeof AUDIT_TYPES)[number];
 
-/** Who and where: filled from the HTTP request (or the CLI). */
+/** Who and where: filled from the HTTP request, or `{actor: 'cli'}` / `{actor: 'bootstrap'}`. */
 export type AuditMeta = { actor?: string | null; clientId?: string | null; ip?: string | null; requestId?: string | null };
 
 export type AuditInput = AuditMeta & {

@@ -1,23 +1,15 @@
-// Revoking every grant (refresh token family) of one user at once: on disable,
-// delete, password change/reset and on an admin's request. Redis keeps a
-// per-account grant index (redis-adapter.ts). Without Redis (development),
-// oidc-provider's in-memory adapter has no such index, so the wrapper below
-// keeps one in this process, which is exactly as long-lived as that store.
+// Development without Redis: oidc-provider's own in-memory adapter, plus a
+// per-account grant index kept in this process (exactly as long-lived as that
+// store), so that a user's sessions can still be revoked at once.
 import type { Adapter } from 'oidc-provider';
-import type { RedisTokenStore } from '../tokens/redis-adapter.ts';
+import type { SessionRevoker } from '../accounts/lifecycle.ts';
 
 type AdapterClass = new (model: string) => Adapter;
 
-export type SessionRevoker = {
-  /** Revokes all grants of the account; resolves to how many there were. */
-  revokeAccount(accountId: string): Promise<number>;
-};
+export type MemoryTokenStore = SessionRevoker & { adapterFor(model: string): Adapter };
 
-export function redisSessions(store: RedisTokenStore): SessionRevoker {
-  return { revokeAccount: (accountId) => store.revokeAccount(accountId) };
-}
-
-export function memorySessions(MemoryAdapter: AdapterClass): SessionRevoker & { adapterFor(model: string): Adapter } {
+export async function memoryTokenStore(): Promise<MemoryTokenStore> {
+  const { default: MemoryAdapter } = (await import('oidc-provider/lib/adapters/memory_adapter.js' as string)) as { default: AdapterClass };
   const grantsByAccount = new Map<string, Set<string>>();
   return {
     adapterFor(model) {

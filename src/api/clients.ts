@@ -1,0 +1,117 @@
+// /admin/clients: list, get, create (the secret is shown once), update grant
+// types and scopes, rotate the secret, delete. Auditing happens in src/clients.
+import { z } from 'zod';
+import { clientInput, GRANT_TYPES, type Clients } from '../clients/index.ts';
+import { route } from '../http/route.ts';
+
+const clientId = z.object({ id: clientInput.shape.id.meta({ description: 'client id' }) });
+const scope = z.string().max(2000).meta({ description: 'space-separated scopes from SCOPES', example: 'api:read api:write' });
+const scopes = (s: string | undefined) => (s === undefined ? undefined : s.split(/\s+/).filter(Boolean));
+
+const clientSchema = z
+  .object({
+    client_id: z.string(),
+    grant_types: z.array(z.string()),
+    scope: z.string(),
+    trusted_gateway: z.boolean(),
+    created_at: z.iso.datetime(),
+  })
+  .meta({ id: 'Client' });
+const withSecret = clientSchema
+  .extend({ client_secret: z.string().meta({ description: 'shown this one time only' }) })
+  .meta({ id: 'ClientWithSecret' });
+
+const createBody = z
+  .strictObject({
+    client_id: clientInput.shape.id,
+    grant_types: z.array(z.enum(GRANT_TYPES)).min(1),
+    scope: scope.default(''),
+    trusted_gateway: z.boolean().default(false).meta({ description: 'may send the end user IP (X-End-User-IP)' }),
+  })
+  .meta({ id: 'ClientCreate' });
+const updateBody = z
+  .strictObject({ grant_types: z.array(z.enum(GRANT_TYPES)).min(1).optional(), scope: scope.optional() })
+  .refine((b) => b.grant_types !== undefined || b.scope !== undefined, 'give grant_types and/or scope')
+  .meta({ id: 'ClientUpdate' });
+
+const tags = ['clients'];
+
+export function clientRoutes(clients: Clients) {
+  return [
+    route({
+      method: 'get',
+      path: '/admin/clients',
+      operationId: 'listClients',
+      summary: 'List OAuth clients',
+      tags,
+      auth: 'admin',
+      response: { status: 200, description: 'Clients', schema: z.object({ items: z.array(clientSchema) }) },
+      handle: async () => ({ items: await clients.list() }),
+    }),
+    route({
+      method: 'post',
+      path: '/admin/clients',
+      operationId: 'createClient',
+      summary: 'Create a confidential client; the response holds its secret, once',
+      tags,
+      auth: 'admin',
+      body: createBody,
+      response: { status: 201, description: 'Created', schema: withSecret },
+      errors: [409],
+      handle: ({ body, meta }) =>
+        clients.create(
+          { id: body.client_id, grantTypes: body.grant_types, scopes: scopes(body.scope), trustedGateway: body.trusted_gateway },
+          meta,
+        ),
+    }),
+    route({
+      method: 'get',
+      path: '/admin/clients/{id}',
+      operationId: 'getClient',
+      summary: 'Get one client (never its secret)',
+      tags,
+      auth: 'admin',
+      params: clientId,
+      response: { status: 200, description: 'The client', schema: clientSchema },
+      errors: [404],
+      handle: ({ params }) => clients.get(params.id),
+    }),
+    route({
+      method: 'patch',
+      path: '/admin/clients/{id}',
+      operationId: 'updateClient',
+      summary: 'Change grant types and/or scope',
+      tags,
+      auth: 'admin',
+      params: clientId,
+      body: updateBody,
+      response: { status: 200, description: 'Updated', schema: clientSchema },
+      errors: [404],
+      handle: ({ params, body, meta }) => clients.update(params.id, { grantTypes: body.grant_types, scopes: scopes(body.scope) }, meta),
+    }),
+    route({
+      method: 'delete',
+      path: '/admin/clients/{id}',
+      operationId: 'deleteClient',
+      summary: 'Delete a client; its tokens can no longer be refreshed',
+      tags,
+      auth: 'admin',
+      params: clientId,
+      response: { status: 204, description: 'Deleted' },
+      errors: [404],
+      handle: ({ params, meta }) => clients.delete(params.id, meta),
+    }),
+    route({
+      method: 'post',
+      path: '/admin/clients/{id}/rotate-secret',
+      operationId: 'rotateClientSecret',
+      summary: 'Replace the secret (the old one stops working at once); the new one is shown once',
+      tags,
+      auth: 'admin',
+      params: clientId,
+      response: { status: 200, description: 'Rotated', schema: withSecret },
+      errors: [404],
+      handle: ({ params, meta }) => clients.rotateSecret(params.id, meta),
+    }),
+  ];
+}

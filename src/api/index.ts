@@ -1,0 +1,44 @@
+// The JSON APIs: the admin API (admin port, under /admin) and the
+// self-service routes (public port), built from their route declarations.
+import { Router } from 'express';
+import type { Accounts } from '../accounts/lifecycle.ts';
+import type { PasswordResets } from '../accounts/reset.ts';
+import type { Clients } from '../clients/index.ts';
+import type { Config } from '../config/index.ts';
+import { routerFor } from '../http/route.ts';
+import type { AuditLog } from '../security/audit.ts';
+import { auditRoutes } from './audit.ts';
+import { requireBearer } from './auth.ts';
+import { clientRoutes } from './clients.ts';
+import { openApiDocument } from './openapi.ts';
+import { selfServiceRoutes } from './self-service.ts';
+import { userRoutes } from './users.ts';
+
+export type ApiDeps = {
+  config: Pick<Config, 'issuer' | 'audience' | 'signingAlg'>;
+  accounts: Accounts;
+  resets: PasswordResets;
+  clients: Clients;
+  audit: AuditLog;
+};
+
+export function apiRoutes(deps: ApiDeps) {
+  return {
+    admin: [...userRoutes(deps.accounts, deps.resets), ...clientRoutes(deps.clients), ...auditRoutes(deps.audit)],
+    selfService: selfServiceRoutes(deps.accounts, deps.resets),
+  };
+}
+
+/** Both routers; `admin` also serves GET /admin/openapi.json (no token needed). */
+export function apiRouters(deps: ApiDeps): { admin: Router; selfService: Router } {
+  const routes = apiRoutes(deps);
+  const bearer = { issuer: deps.config.issuer, audience: deps.config.audience, algorithm: deps.config.signingAlg };
+  const guards = { admin: requireBearer({ ...bearer, role: 'admin' }), user: requireBearer(bearer) };
+  const document = openApiDocument([...routes.admin, ...routes.selfService]);
+  const admin = Router();
+  admin.get('/admin/openapi.json', (_req, res) => {
+    res.json(document);
+  });
+  admin.use(routerFor(routes.admin, guards));
+  return { admin, selfService: routerFor(routes.selfService, guards) };
+}

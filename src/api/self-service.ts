@@ -1,0 +1,74 @@
+// Self-service account endpoints, mounted on the PUBLIC port (not the admin
+// port): registration, password reset by email, password change. JSON only.
+import { z } from 'zod';
+import type { Accounts } from '../accounts/lifecycle.ts';
+import type { PasswordResets } from '../accounts/reset.ts';
+import { route } from '../http/route.ts';
+import { userSchema } from './users.ts';
+
+// No role, no status: whatever else is sent is refused (strict).
+const registerBody = z.strictObject({ email: z.email().max(320), password: z.string() }).meta({ id: 'Registration' });
+const forgotBody = z.strictObject({ email: z.string().max(320) });
+const resetBody = z.strictObject({ token: z.string().min(1).max(200), password: z.string() });
+const changeBody = z.strictObject({ current_password: z.string().min(1), new_password: z.string() });
+
+const tags = ['self-service'];
+const servers = [{ url: '/', description: 'the public port (PORT), not the admin port' }];
+
+export function selfServiceRoutes(accounts: Accounts, resets: PasswordResets) {
+  return [
+    route({
+      method: 'post',
+      path: '/register',
+      operationId: 'register',
+      summary: 'Self-registration (REGISTRATION_MODE open or approval)',
+      tags,
+      servers,
+      auth: 'public',
+      body: registerBody,
+      response: { status: 201, description: 'Registered: active (open) or pending approval (approval)', schema: userSchema },
+      errors: [403, 409],
+      handle: ({ body, meta }) => accounts.register(body, meta),
+    }),
+    route({
+      method: 'post',
+      path: '/password/forgot',
+      operationId: 'requestPasswordReset',
+      summary: 'Email a reset link; the same answer whether or not the account exists',
+      tags,
+      servers,
+      auth: 'public',
+      body: forgotBody,
+      response: { status: 202, description: 'Accepted', schema: z.object({ status: z.literal('accepted') }) },
+      handle: async ({ body, meta }) => {
+        await resets.request(body.email, meta);
+        return { status: 'accepted' };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/password/reset',
+      operationId: 'completePasswordReset',
+      summary: 'Set a new password with the emailed token (single use); revokes every grant',
+      tags,
+      servers,
+      auth: 'public',
+      body: resetBody,
+      response: { status: 204, description: 'Password set' },
+      handle: ({ body, meta }) => resets.complete(body.token, body.password, meta),
+    }),
+    route({
+      method: 'post',
+      path: '/account/password',
+      operationId: 'changePassword',
+      summary: "Change one's own password (Bearer access token + current password); revokes refresh tokens",
+      tags,
+      servers,
+      auth: 'user',
+      body: changeBody,
+      response: { status: 204, description: 'Password changed' },
+      errors: [403],
+      handle: ({ body, caller, meta }) => accounts.changePassword(caller!.sub, body.current_password, body.new_password, meta),
+    }),
+  ];
+}

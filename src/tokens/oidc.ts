@@ -1,0 +1,148 @@
+// The typed boundary with oidc-provider. Its TypeScript types do not cover
+// everything this service touches (the per-request context, client metadata
+// we add, the adapter contract, prototype hooks), so every cast between its
+// world and ours is here, once, behind small typed functions. Errors cross the
+// boundary here too: our catalogue errors (src/errors.ts) become
+// oidc-provider errors with the same status, an RFC 6749 code and, for 429
+// and 503, a Retry-After header.
+import Provider, { errors, type Adapter, type AdapterFactory, type KoaContextWithOIDC } from 'oidc-provider';
+import { CATALOGUE, ServiceError, StoreUnavailable } from '../errors.ts';
+
+export type OidcContext = KoaContextWithOIDC;
+
+/** What this service reads of an oidc-provider client. */
+export type OidcClient = {
+  clientId: string;
+  scope: string | undefined;
+  trustedGateway: boolean;
+  grantTypeAllowed(grantType: string): boolean;
+};
+
+type RawClient = { clientId: string; scope?: string; trusted_gateway?: unknown; grantTypeAllowed(g: string): boolean };
+type RawOidc = {
+  route?: string;
+  params?: Record<string, unknown>;
+  client?: RawClient;
+  entities?: Record<string, unknown>;
+};
+
+const oidcOf = (ctx: OidcContext | undefined): RawOidc | undefined => ctx?.oidc as unknown as RawOidc | undefined;
+
+/** The request being served (oidc-provider keeps it in AsyncLocalStorage), if any. */
+export function currentContext(): OidcContext | undefined {
+  return (Provider as unknown as { ctx?: OidcContext }).ctx;
+}
+
+export function routeOf(ctx: OidcContext | undefined): string | undefined {
+  return oidcOf(ctx)?.route;
+}
+
+/** A request parameter as a string (undefined when absent or not a string). */
+export function paramOf(ctx: OidcContext | undefined, name: string): string | undefined {
+  const value = oidcOf(ctx)?.params?.[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+export function clientOf(ctx: OidcContext | undefined): OidcClient | undefined {
+  const raw = oidcOf(ctx)?.client;
+  if (!raw) return undefined;
+  return {
+    clientId: raw.clientId,
+    scope: raw.scope,
+    trustedGateway: raw.trusted_gateway === true,
+    grantTypeAllowed: (g) => raw.grantTypeAllowed(g),
+  };
+}
+
+/** The raw client object, for oidc-provider's own constructors (tokens take the client itself). */
+export function rawClientOf(ctx: OidcContext): NonNullable<KoaContextWithOIDC['oidc']['client']> {
+  const client = ctx.oidc.client;
+  if (!client) throw new errors.InvalidClient('client authentication is required');
+  return client;
+}
+
+/** The entity oidc-provider loaded for this request (RefreshToken, Account, ...). */
+export function entityOf<T>(ctx: OidcContext | undefined, name: string): T | undefined {
+  return oidcOf(ctx)?.entities?.[name] as T | undefined;
+}
+
+/** Sets the Account entity, so extraTokenClaims sees the roles without another read. */
+export function setAccount(ctx: OidcContext, account: { accountId: string }): void {
+  ctx.oidc.entity('Account', account as unknown as Parameters<KoaContextWithOIDC['oidc']['entity']>[1]);
+}
+
+/** The request id the HTTP layer assigned (src/http/request-id.ts). */
+export function requestIdOf(ctx: OidcContext): string | null {
+  const id = (ctx.req as { id?: unknown }).id;
+  return typeof id === 'string' ? id : null;
+}
+
+/** Is this request a refresh-token grant, and by which client? */
+export function refreshRequest(ctx: OidcContext | undefined): { clientId: string } | undefined {
+  const client = clientOf(ctx);
+  if (routeOf(ctx) !== 'token' || paramOf(ctx, 'grant_type') !== 'refresh_token' || !client) return undefined;
+  return { clientId: client.clientId };
+}
+
+/** A catalogue error on an OAuth endpoint: same status, the RFC 6749 code, our description. */
+export class CatalogueError extends errors.OIDCProviderError {
+  declare error_description: string;
+  readonly source: ServiceError;
+
+  constructor(source: ServiceError) {
+    super(CATALOGUE[source.code].status, CATALOGUE[source.code].oauth, { cause: source });
+    this.source = source;
+    // oidc-provider hides 5xx descriptions; ours are written for clients, bugs excepted.
+    this.expose = source.code !== 'server_error';
+    this.error_description = source.message;
+  }
+
+  /** The store whose outage this is, if it is one (for logs and metrics). */
+  get store(): StoreUnavailable['store'] | undefined {
+    return this.source instanceof StoreUnavailable ? this.source.store : undefined;
+  }
+}
+
+/**
+ * Converts what our code throws into what oidc-provider renders: catalogue
+ * errors become CatalogueError (with Retry-After on the response), its own
+ * errors pass, and anything else (a bug) stays as it is: a logged 500.
+ */
+export function toOAuthError(err: unknown): unknown {
+  if (!(err instanceof ServiceError)) return err;
+  if (err.retryAfter !== undefined) currentContext()?.set('Retry-After', String(err.retryAfter));
+  return new CatalogueError(err);
+}
+
+/** Runs `op` at the oidc-provider boundary (adapters, findAccount, grants). */
+export async function atBoundary<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    throw toOAuthError(err);
+  }
+}
+
+/** An adapter factory from our per-model adapters. */
+export function adapterFactory(forModel: (model: string) => Adapter): AdapterFactory {
+  return forModel as unknown as AdapterFactory;
+}
+
+/** Our adapters return plain payloads; oidc-provider's Adapter type wants its own. */
+export function asAdapter(adapter: object): Adapter {
+  return adapter as Adapter;
+}
+
+/** Client secrets are stored as digests: oidc-provider must compare through `matches`. */
+export function compareClientSecretWith(provider: Provider, matches: (stored: string | undefined, presented: string) => boolean): void {
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
+    return matches(this.clientSecret, actual);
+  } as unknown as typeof provider.Client.prototype.compareClientSecret;
+}
+
+/** Lets oidc-provider (Koa) derive ctx.ip from X-Forwarded-For for exactly `hops` proxies. */
+export function trustProxyHops(provider: Provider, hops: number): void {
+  const app = provider as unknown as { proxy: boolean; maxIpsCount: number };
+  app.proxy = hops > 0;
+  app.maxIpsCount = hops;
+}
