@@ -40,7 +40,7 @@ const CLI: AuditMeta = { actor: 'cli' };
 
 /** Opens the stores, runs `fn` with the services (audited as actor `cli`), closes. */
 async function withServices<T>(config: Config, fn: (services: ReturnType<typeof domainServices>, stores: Stores) => Promise<T>): Promise<T> {
-  const logger = createLogger('warn', process.stderr as never);
+  const logger = createLogger('warn', process.stderr);
   const stores = await openStores(config, logger);
   // Sessions live in Redis; without it (development) the server's in-memory
   // store is in another process, and only that process can end them.

@@ -21,7 +21,6 @@ import { createAdminApp } from './http/admin-app.ts';
 import { createPublicApp, publicListener } from './http/public-app.ts';
 import { drainable } from './http/shutdown.ts';
 import { keyPolicy, SigningKeys } from './keys/lifecycle.ts';
-import { KeyRotation } from './keys/rotation.ts';
 import type { Logger } from './observability/log.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { AuditLog } from './security/audit.ts';
@@ -35,6 +34,7 @@ import { createRedis, type RedisClient } from './store/redis.ts';
 import { ClientAdapter } from './tokens/client-adapter.ts';
 import { memoryTokenStore, type MemoryTokenStore } from './tokens/memory-store.ts';
 import { asAdapter } from './tokens/oidc.ts';
+import { KeyRotation } from './tokens/key-rotation.ts';
 import { createProvider } from './tokens/provider.ts';
 import { RedisTokenStore } from './tokens/redis-adapter.ts';
 
@@ -208,7 +208,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     metrics,
     logger,
   };
-  // A new provider is built whenever the signing key changes (src/keys/rotation.ts).
+  // A new provider is built whenever the signing key changes (src/tokens/key-rotation.ts).
   const keys = new KeyRotation({
     keys: services.keys,
     syncInterval: config.keySyncInterval,

@@ -12,7 +12,7 @@ import { requestLogger } from './request-log.ts';
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-/** `provider`: oidc-provider or anything with its callback(); `jwks`: served before it (see src/keys/rotation.ts). */
+/** `provider`: oidc-provider or anything with its callback(); `jwks`: served before it (see src/tokens/key-rotation.ts). */
 export function createPublicApp(
   provider: { callback(): NodeHandler },
   logger: Logger,
@@ -79,7 +79,7 @@ export function publicListener(
       app(req, res);
       return;
     }
-    securityHeaders(req as never, res as never, () => {
+    securityHeaders(req, res, () => {
       requestId(req, res);
       serve(req, res);
     });

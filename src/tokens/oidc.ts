@@ -5,6 +5,7 @@
 // boundary here too: our catalogue errors (src/errors.ts) become
 // oidc-provider errors with the same status, an RFC 6749 code and, for 429
 // and 503, a Retry-After header.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import Provider, { errors, type Adapter, type AdapterFactory, type KoaContextWithOIDC } from 'oidc-provider';
 import { CATALOGUE, ServiceError, StoreUnavailable } from '../errors.ts';
 
@@ -77,6 +78,12 @@ export function requestIdOf(ctx: OidcContext): string | null {
   return typeof id === 'string' ? id : null;
 }
 
+/** When the first refresh token of this token's family was issued (oidc-provider's `iiat`). */
+export function issuedAtOfFamily(token: object): number | undefined {
+  const iiat = (token as { iiat?: unknown }).iiat;
+  return typeof iiat === 'number' ? iiat : undefined;
+}
+
 /** Is this request a refresh-token grant, and by which client? */
 export function refreshRequest(ctx: OidcContext | undefined): { clientId: string } | undefined {
   const client = clientOf(ctx);
@@ -121,6 +128,13 @@ export async function atBoundary<T>(op: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw toOAuthError(err);
   }
+}
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** The provider as a node:http request handler. */
+export function requestHandlerOf(provider: Provider): RequestHandler {
+  return provider.callback() as unknown as RequestHandler;
 }
 
 /** An adapter factory from our per-model adapters. */

@@ -4,7 +4,7 @@
 // login, no ID tokens; password, refresh_token and client_credentials grants;
 // JWT access tokens (RFC 9068) for one resource server; rotating refresh
 // tokens. A new Provider is built whenever the signing key changes
-// (src/keys/rotation.ts), so everything attached to it is attached here.
+// (src/tokens/key-rotation.ts), so everything attached to it is attached here.
 import { hkdfSync } from 'node:crypto';
 import type { JWK } from 'jose';
 import Provider, { errors, type Adapter, type KoaContextWithOIDC } from 'oidc-provider';
@@ -23,6 +23,7 @@ import {
   clientOf,
   compareClientSecretWith,
   entityOf,
+  issuedAtOfFamily,
   paramOf,
   requestIdOf,
   routeOf,
@@ -75,7 +76,7 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
   const provider = new Provider(config.issuer, {
     adapter: adapterFactory((model) => (model === 'Client' ? deps.clients : deps.adapterFor(model))),
     clients: [],
-    jwks: { keys: [signingKey] as never },
+    jwks: { keys: [signingKey] },
     cookies: { keys: [cookieKey] },
     scopes: ['offline_access', ...config.scopes],
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
@@ -97,7 +98,7 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
       idTokenSigningAlgValues: [config.signingAlg],
       introspectionSigningAlgValues: [config.signingAlg],
       userinfoSigningAlgValues: [config.signingAlg],
-    } as never,
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -115,7 +116,7 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
       resourceIndicators: {
         enabled: true,
         defaultResource: () => config.audience,
-        getResourceServerInfo: resourceServerInfo as never,
+        getResourceServerInfo: resourceServerInfo,
         useGrantedResource: () => true,
       },
     },
@@ -128,7 +129,7 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
       // Each refresh token lives for the idle lifetime, never past the
       // family's absolute end (iiat = when the first token was issued).
       RefreshToken(_ctx, token) {
-        const iiat = (token as unknown as { iiat?: number }).iiat ?? Math.floor(Date.now() / 1000);
+        const iiat = issuedAtOfFamily(token) ?? Math.floor(Date.now() / 1000);
         return refreshTokenTtl(config, iiat, Math.floor(Date.now() / 1000));
       },
       Interaction: 60,
@@ -160,8 +161,8 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
       audience: config.audience,
       events: deps.events,
       login: deps.login,
-      resourceServerInfo: resourceServerInfo as never,
-    }) as never,
+      resourceServerInfo,
+    }),
     PASSWORD_GRANT_PARAMS,
   );
 

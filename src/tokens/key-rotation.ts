@@ -7,14 +7,12 @@
 // requests already inside the old provider finish with the old key, which is
 // still published.
 import { createHash } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JWK } from 'jose';
 import type Provider from 'oidc-provider';
+import { loadPublished, publishedRows, versionOf, type SigningKeys } from '../keys/lifecycle.ts';
 import type { Logger } from '../observability/log.ts';
 import type { AuditMeta } from '../security/audit.ts';
-import { loadPublished, publishedRows, versionOf, type SigningKeys } from './lifecycle.ts';
-
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+import { requestHandlerOf, type RequestHandler as Handler } from './oidc.ts';
 
 export type KeyRotationOptions = {
   keys: SigningKeys;
@@ -122,7 +120,7 @@ export class KeyRotation {
     const keys = await loadPublished(db, kek, policy.alg);
     const body = Buffer.from(JSON.stringify({ keys: keys.published }));
     const provider = this.#opts.buildProvider(keys.signing);
-    const handler = provider.callback() as unknown as Handler;
+    const handler = requestHandlerOf(provider);
     // The swap: plain assignments, no await in between.
     this.#jwks = { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };
     this.#provider = provider;
