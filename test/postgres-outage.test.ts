@@ -2,40 +2,15 @@
 // refresh answers 503 too (it re-reads the user, so a disabled user can never
 // refresh on stale data), and service resumes without a restart. The service
 // reaches Postgres through a TCP proxy this test cuts and restores; the shared
-// Postgres itself is never touched.
+// Postgres itself is never touched. Every other route of both ports answers
+// 503 with Retry-After, or stays up where it needs no database.
 import assert from 'node:assert/strict';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { freePort, freshDatabase, startTestService, type TestService } from './support/service.ts';
+import { apiRoutes } from '../src/api/index.ts';
+import { adminToken, call, gatewayFor } from './support/admin.ts';
+import { basic, freePort, freshDatabase, postForm, startTestService, type TestService } from './support/service.ts';
 import { passwordLogin, refresh, sleep } from './support/security.ts';
-
-class TcpProxy {
-  readonly port: number;
-  readonly target: { host: string; port: number };
-  #server: Server | undefined;
-  readonly #sockets = new Set<Socket>();
-  constructor(port: number, target: { host: string; port: number }) {
-    this.port = port;
-    this.target = target;
-  }
-  async up(): Promise<void> {
-    this.#server = createServer((client) => {
-      const upstream = connect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.#sockets.add(s);
-        s.on('close', () => this.#sockets.delete(s));
-        s.on('error', () => s.destroy());
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((r) => this.#server!.listen(this.port, '127.0.0.1', r));
-  }
-  async down(): Promise<void> {
-    for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()));
-    this.#server = undefined;
-  }
-}
+import { TcpProxy } from './support/tcp-proxy.ts';
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let proxy: TcpProxy;
@@ -47,8 +22,11 @@ before(async () => {
   await proxy.up();
   const viaProxy = new URL(db.url);
   viaProxy.port = String(proxy.port);
-  svc = await startTestService({}, { databaseUrl: viaProxy.toString() });
+  svc = await startTestService({ REGISTRATION_MODE: 'open' }, { databaseUrl: viaProxy.toString() });
 });
+const value = (text: string, series: string) =>
+  Number(text.split('\n').find((l) => l.startsWith(`${series} `))?.split(' ')[1] ?? 0);
+
 after(async () => {
   await svc.stop();
   await proxy.down();
@@ -84,4 +62,85 @@ test('Postgres down → 503 for logins and refresh, JWKS served; back up → ser
   assert.equal(again.status, 200, again.text);
   // The refresh token refused during the outage was never consumed.
   assert.equal((await refresh(svc, gw, ok.body.refresh_token as string)).status, 200);
+});
+
+test('Postgres down → every route of both ports answers 503 with Retry-After or stays up; counted as Postgres, never as Redis', async () => {
+  const gateway = await gatewayFor(svc);
+  const { token: adminBearer } = await adminToken(svc, gateway);
+  const user = await svc.user();
+  const userBearer = (await gateway.login(user.email, user.password)).access_token;
+  const service = await svc.client({ grantTypes: ['client_credentials'] });
+  const clientAuth = { authorization: basic(service.id, service.secret) };
+  const id = user.id;
+  const password = 'a long enough new password 1';
+  const json = (body: unknown) => ({ body });
+  // One request per declared route, with input that passes validation, so
+  // that it reaches the database. A route added without a line here fails.
+  const requests: Record<string, [string, string, string, { body?: unknown; raw?: string; type?: string; token?: string }]> = {
+    listUsers: ['admin', 'GET', '/admin/users', {}],
+    createUser: ['admin', 'POST', '/admin/users', json({ email: 'new@example.com', password })],
+    importUsers: ['admin', 'POST', '/admin/users/import', { raw: '{"email":"imported@example.com"}\n', type: 'application/x-ndjson' }],
+    userStats: ['admin', 'GET', '/admin/users/stats', {}],
+    getUser: ['admin', 'GET', `/admin/users/${id}`, {}],
+    updateUser: ['admin', 'PATCH', `/admin/users/${id}`, json({ status: 'disabled' })],
+    deleteUser: ['admin', 'DELETE', `/admin/users/${id}`, {}],
+    approveUser: ['admin', 'POST', `/admin/users/${id}/approve`, {}],
+    revokeUserSessions: ['admin', 'POST', `/admin/users/${id}/revoke-sessions`, {}],
+    forcePasswordReset: ['admin', 'POST', `/admin/users/${id}/reset-password`, {}],
+    listClients: ['admin', 'GET', '/admin/clients', {}],
+    createClient: ['admin', 'POST', '/admin/clients', json({ client_id: 'new-client', grant_types: ['client_credentials'] })],
+    getClient: ['admin', 'GET', `/admin/clients/${service.id}`, {}],
+    updateClient: ['admin', 'PATCH', `/admin/clients/${service.id}`, json({ scope: 'api:read' })],
+    deleteClient: ['admin', 'DELETE', `/admin/clients/${service.id}`, {}],
+    rotateClientSecret: ['admin', 'POST', `/admin/clients/${service.id}/rotate-secret`, {}],
+    listAuditEvents: ['admin', 'GET', '/admin/audit', {}],
+    register: ['public', 'POST', '/register', json({ email: 'someone@example.com', password })],
+    requestPasswordReset: ['public', 'POST', '/password/forgot', json({ email: user.email })],
+    completePasswordReset: ['public', 'POST', '/password/reset', json({ token: 'a-token-that-needs-a-lookup', password })],
+    changePassword: ['public', 'POST', '/account/password', { ...json({ current_password: user.password, new_password: password }), token: userBearer }],
+  };
+  const declared = (({ admin, selfService }) => [...admin, ...selfService].map((r) => r.operationId))(
+    apiRoutes({ config: svc.config, ...svc.services }),
+  );
+  assert.deepEqual(Object.keys(requests).sort(), declared.sort(), 'one request per declared route');
+
+  const before = await (await fetch(`${svc.adminUrl}/metrics`)).text();
+  await proxy.down();
+  try {
+    for (const [operation, [port, method, path, opts]] of Object.entries(requests)) {
+      const base = port === 'admin' ? svc.adminUrl : svc.publicUrl;
+      const res = await call(base, method, path, { token: port === 'admin' ? adminBearer : undefined, ...opts });
+      assert.equal(res.status, 503, `${operation}: ${method} ${path} → ${res.status} ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error, 'temporarily_unavailable', operation);
+      assert.ok(Number(res.headers.get('retry-after')) >= 1, `${operation}: Retry-After`);
+    }
+    const oauth = [
+      ['/token', { grant_type: 'client_credentials' }],
+      ['/token/introspection', { token: 'x'.repeat(43) }],
+      ['/token/revocation', { token: 'x'.repeat(43) }],
+    ] as const;
+    for (const [path, form] of oauth) {
+      const res = await postForm(`${svc.config.issuer}${path}`, form, clientAuth);
+      assert.equal(res.status, 503, `${path} → ${res.status} ${res.text}`);
+      assert.equal(res.body.error, 'temporarily_unavailable', path);
+      assert.ok(res.headers.get('retry-after'), `${path}: Retry-After`);
+    }
+    // What needs no database stays up.
+    for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/jwks']) {
+      assert.equal((await fetch(`${svc.config.issuer}${path}`)).status, 200, path);
+    }
+    assert.equal((await fetch(`${svc.adminUrl}/livez`)).status, 200);
+    assert.equal((await fetch(`${svc.adminUrl}/admin/openapi.json`)).status, 200);
+    assert.equal((await fetch(`${svc.adminUrl}/readyz`)).status, 503);
+    const metrics = await fetch(`${svc.adminUrl}/metrics`);
+    assert.equal(metrics.status, 200);
+    const after = await metrics.text();
+    const delta = (name: string) => value(after, name) - value(before, name);
+    const expected = Object.keys(requests).length + oauth.length;
+    assert.ok(delta('identity_postgres_errors_total{kind="request"}') >= expected, 'each outage answer counted as Postgres');
+    assert.equal(delta('identity_redis_errors_total{kind="command"}'), 0, 'none counted as Redis');
+    assert.ok(!svc.logs.text.includes('"statusCode":500'), 'no 500 while the database is down');
+  } finally {
+    await proxy.up();
+  }
 });

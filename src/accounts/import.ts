@@ -24,6 +24,8 @@ export const importLine = z.strictObject({
 
 export const MAX_IMPORT_LINES = 10_000;
 
+const PER_RECORD = new Set(['validation_failed', 'conflict']);
+
 export type ImportReport = {
   created: number;
   failed: number;
@@ -58,7 +60,8 @@ export async function importUsers(accounts: Accounts, ndjson: string, meta: Audi
       });
       report.created++;
     } catch (err) {
-      if (!(err instanceof ServiceError)) throw err;
+      // A bad record is reported and skipped; anything else (a store outage) stops the import.
+      if (!(err instanceof ServiceError) || !PER_RECORD.has(err.code)) throw err;
       report.failed++;
       report.errors.push({ line: i + 1, error: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) });
     }

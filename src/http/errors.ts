@@ -30,6 +30,13 @@ export function toServiceError(err: unknown): ServiceError {
       ...(code === 'validation_failed' ? { field: 'body' } : {}),
     });
   }
+  // Other client errors express and body-parser raise (http-errors: a 4xx
+  // status marked safe to expose), such as a corrupt gzip body.
+  const { status, expose } = (err ?? {}) as { status?: unknown; expose?: unknown };
+  if (expose === true && typeof status === 'number' && status >= 400 && status < 500) {
+    const code: ErrorCode = status === 413 ? 'payload_too_large' : status === 415 ? 'unsupported_media_type' : 'invalid_request';
+    return new ServiceError(code, (err as Error).message || 'malformed request', { cause: err });
+  }
   return asServiceError(err);
 }
 

@@ -55,6 +55,16 @@ type Row = {
 };
 
 type Action = { type: 'promote'; kid: string } | { type: 'create-active' } | { type: 'create-next' } | { type: 'retire'; kid: string };
+/** An action as carried out: every one names its key. */
+export type Applied = { type: Action['type']; kid: string };
+
+// The audit event of each scheduled transition.
+const SCHEDULED: Record<Action['type'], 'key.created' | 'key.activated' | 'key.retired'> = {
+  'create-active': 'key.created',
+  'create-next': 'key.created',
+  promote: 'key.activated',
+  retire: 'key.retired',
+};
 
 const after = (from: Date, seconds: number) => new Date(from.getTime() + seconds * 1000);
 
@@ -152,13 +162,14 @@ async function unpublish(tx: Tx, kid: string, status: 'retired' | 'revoked', now
  * Applies whatever the schedule says is due (creates the first key, creates
  * or promotes a successor, retires old keys). Returns the actions taken.
  */
-export async function advance(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new Date()): Promise<Action[]> {
+export async function advance(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new Date()): Promise<Applied[]> {
   const guess = plan(await publishedRows(db), policy, now);
   if (guess.length === 0) return [];
   // Key generation (PS256: a 3072-bit RSA key) happens outside the lock.
   const fresh = guess.some((a) => a.type.startsWith('create')) ? await newKey(policy.alg) : undefined;
   return locked(db, async (tx) => {
     const actions = plan(await tx.signingKey.findMany({ where: { status: { in: [...PUBLISHED] } }, select: ROW_SELECT }), policy, now);
+    const applied: Applied[] = [];
     for (const action of actions) {
       if (action.type === 'promote') await promote(tx, action.kid, now);
       if (action.type === 'retire') await unpublish(tx, action.kid, 'retired', now);
@@ -166,9 +177,10 @@ export async function advance(db: Db, kek: Buffer, policy: KeyPolicy, now: Date 
         const key = fresh ?? (await newKey(policy.alg));
         await insertKey(tx, kek, key, action.type === 'create-next' ? 'next' : 'active', now);
         if (action.type === 'create-active') await promote(tx, key.kid, now);
-      }
+        applied.push({ type: action.type, kid: key.kid });
+      } else applied.push(action);
     }
-    return actions;
+    return applied;
   });
 }
 
@@ -324,9 +336,11 @@ export class SigningKeys {
     return listKeys(this.db, this.policy);
   }
 
-  /** Applies whatever the schedule says is due. */
-  advance(now?: Date): Promise<Action[]> {
-    return advance(this.db, this.kek, this.policy, now);
+  /** Applies whatever the schedule says is due; each transition is audited (actor `schedule`). */
+  async advance(now?: Date): Promise<Applied[]> {
+    const applied = await advance(this.db, this.kek, this.policy, now);
+    for (const a of applied) await this.#audit.record({ actor: 'schedule', type: SCHEDULED[a.type], subject: a.kid, details: { action: a.type } });
+    return applied;
   }
 
   async rotate(meta: AuditMeta, now?: Date): Promise<KeyView> {

@@ -6,9 +6,9 @@
 // provider state lives in Redis and Postgres, so the swap loses nothing;
 // requests already inside the old provider finish with the old key, which is
 // still published.
-import { createHash } from 'node:crypto';
 import type { JWK } from 'jose';
 import type Provider from 'oidc-provider';
+import { sha256 } from '../lib/crypto.ts';
 import { loadPublished, publishedRows, versionOf, type SigningKeys } from '../keys/lifecycle.ts';
 import type { Logger } from '../observability/log.ts';
 import type { AuditMeta } from '../security/audit.ts';
@@ -122,7 +122,7 @@ export class KeyRotation {
     const provider = this.#opts.buildProvider(keys.signing);
     const handler = requestHandlerOf(provider);
     // The swap: plain assignments, no await in between.
-    this.#jwks = { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };
+    this.#jwks = { body, etag: `"${sha256(body)}"` };
     this.#provider = provider;
     this.#handler = handler;
     this.#version = keys.version;

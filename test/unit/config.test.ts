@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { loadConfig } from '../src/config/index.ts';
+import { loadConfig } from '../../src/config/index.ts';
 
 const kek = Buffer.alloc(32, 7).toString('base64');
 const production = {

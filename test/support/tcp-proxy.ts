@@ -1,0 +1,32 @@
+// A TCP proxy a test can cut (every connection dropped, new ones refused) and
+// restore: the service's view of a store going away, without touching the
+// shared store itself.
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+export class TcpProxy {
+  readonly port: number;
+  readonly target: { host: string; port: number };
+  #server: Server | undefined;
+  readonly #sockets = new Set<Socket>();
+  constructor(port: number, target: { host: string; port: number }) {
+    this.port = port;
+    this.target = target;
+  }
+  async up(): Promise<void> {
+    this.#server = createServer((client) => {
+      const upstream = connect(this.target.port, this.target.host);
+      for (const s of [client, upstream]) {
+        this.#sockets.add(s);
+        s.on('close', () => this.#sockets.delete(s));
+        s.on('error', () => s.destroy());
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => this.#server!.listen(this.port, '127.0.0.1', r));
+  }
+  async down(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
+    await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()));
+    this.#server = undefined;
+  }
+}
