@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { adminToken, call, gatewayFor, type Json } from './support/admin.ts';
-import { freePort, freshDatabase, startTestService, type TestService } from './support/service.ts';
-import { TcpProxy } from './support/tcp-proxy.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { databaseBehindProxy, type TcpProxy } from './support/tcp-proxy.ts';
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let db: Awaited<ReturnType<typeof databaseBehindProxy>>;
 let proxy: TcpProxy;
 let svc: TestService;
 let admin: string;
@@ -19,13 +19,9 @@ let validate: (body: unknown) => boolean;
 let schemaErrors: () => unknown;
 
 before(async () => {
-  db = await freshDatabase();
-  const target = new URL(db.url);
-  proxy = new TcpProxy(await freePort(), { host: target.hostname, port: Number(target.port || 5432) });
-  await proxy.up();
-  const viaProxy = new URL(db.url);
-  viaProxy.port = String(proxy.port);
-  svc = await startTestService({ REGISTRATION_MODE: 'open' }, { databaseUrl: viaProxy.toString() });
+  db = await databaseBehindProxy();
+  proxy = db.proxy;
+  svc = await startTestService({ REGISTRATION_MODE: 'open' }, { databaseUrl: db.url });
   const gateway = await gatewayFor(svc);
   admin = (await adminToken(svc, gateway)).token;
   const user = await svc.user({ roles: ['viewer'] });
@@ -38,7 +34,6 @@ before(async () => {
 });
 after(async () => {
   await svc.stop();
-  await proxy.down();
   await db.drop();
 });
 

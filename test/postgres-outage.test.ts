@@ -8,28 +8,23 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { apiRoutes } from '../src/api/index.ts';
 import { adminToken, call, gatewayFor } from './support/admin.ts';
-import { basic, freePort, freshDatabase, postForm, startTestService, type TestService } from './support/service.ts';
+import { basic, postForm, startTestService, type TestService } from './support/service.ts';
 import { passwordLogin, refresh, sleep } from './support/security.ts';
-import { TcpProxy } from './support/tcp-proxy.ts';
+import { databaseBehindProxy, type TcpProxy } from './support/tcp-proxy.ts';
 
-let db: Awaited<ReturnType<typeof freshDatabase>>;
+let db: Awaited<ReturnType<typeof databaseBehindProxy>>;
 let proxy: TcpProxy;
 let svc: TestService;
 before(async () => {
-  db = await freshDatabase();
-  const target = new URL(db.url);
-  proxy = new TcpProxy(await freePort(), { host: target.hostname, port: Number(target.port || 5432) });
-  await proxy.up();
-  const viaProxy = new URL(db.url);
-  viaProxy.port = String(proxy.port);
-  svc = await startTestService({ REGISTRATION_MODE: 'open' }, { databaseUrl: viaProxy.toString() });
+  db = await databaseBehindProxy();
+  proxy = db.proxy;
+  svc = await startTestService({ REGISTRATION_MODE: 'open' }, { databaseUrl: db.url });
 });
 const value = (text: string, series: string) =>
   Number(text.split('\n').find((l) => l.startsWith(`${series} `))?.split(' ')[1] ?? 0);
 
 after(async () => {
   await svc.stop();
-  await proxy.down();
   await db.drop();
 });
 

@@ -2,6 +2,7 @@
 // restore: the service's view of a store going away, without touching the
 // shared store itself.
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { freePort, freshDatabase } from './service.ts';
 
 export class TcpProxy {
   readonly port: number;
@@ -29,4 +30,22 @@ export class TcpProxy {
     await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()));
     this.#server = undefined;
   }
+}
+
+/** A fresh database the service reaches only through a proxy the test can cut. */
+export async function databaseBehindProxy(): Promise<{ url: string; proxy: TcpProxy; drop(): Promise<void> }> {
+  const db = await freshDatabase();
+  const target = new URL(db.url);
+  const proxy = new TcpProxy(await freePort(), { host: target.hostname, port: Number(target.port || 5432) });
+  await proxy.up();
+  const viaProxy = new URL(db.url);
+  viaProxy.port = String(proxy.port);
+  return {
+    url: viaProxy.toString(),
+    proxy,
+    async drop() {
+      await proxy.down();
+      await db.drop();
+    },
+  };
 }
