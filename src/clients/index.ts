@@ -48,7 +48,7 @@ const view = (row: ClientRow): ClientView => ({
   created_at: row.createdAt.toISOString(),
 });
 
-/** Creates a client; the returned secret is the only copy there will ever be. */
+/** Creates a client (unaudited: Clients.create audits); the returned secret is the only copy there will ever be. */
 export async function createClient(
   db: Db,
   input: ClientInput,
@@ -77,53 +77,11 @@ export async function createClient(
   }
 }
 
-const notFound = (id: string) => new ServiceError('not_found', `no client ${id}`);
 const missing = (id: string) => (err: { code?: string }) => {
-  throw err.code === 'P2025' ? notFound(id) : err;
+  throw err.code === 'P2025' ? new ServiceError('not_found', `no client ${id}`) : err;
 };
 
-async function listClients(db: Db): Promise<ClientView[]> {
-  return (await db.client.findMany({ orderBy: { id: 'asc' } })).map(view);
-}
-
-async function getClient(db: Db, id: string): Promise<ClientView> {
-  const row = await db.client.findUnique({ where: { id } });
-  if (!row) throw notFound(id);
-  return view(row);
-}
-
-/** Changes grant types and/or scopes; takes effect at the client's next token request. */
-async function updateClient(
-  db: Db,
-  id: string,
-  change: { grantTypes?: GrantType[]; scopes?: string[] },
-  knownScopes: readonly string[],
-): Promise<ClientView> {
-  checkScopes(change.scopes ?? [], knownScopes);
-  const row = await db.client
-    .update({
-      where: { id },
-      data: {
-        ...(change.grantTypes ? { grantTypes: [...new Set(change.grantTypes)] } : {}),
-        ...(change.scopes ? { scope: [...new Set(change.scopes)].join(' ') } : {}),
-      },
-    })
-    .catch(missing(id));
-  return view(row);
-}
-
-/** A new secret replaces the old one at once; it is returned this one time. */
-async function rotateClientSecret(db: Db, id: string): Promise<ClientView & { client_secret: string }> {
-  const secret = randomToken();
-  const row = await db.client.update({ where: { id }, data: { secretHash: sha256(secret) } }).catch(missing(id));
-  return { ...view(row), client_secret: secret };
-}
-
-async function deleteClient(db: Db, id: string): Promise<void> {
-  await db.client.delete({ where: { id } }).catch(missing(id));
-}
-
-/** Client administration with its audit rows. */
+/** Client administration; every change is audited here. */
 export class Clients {
   readonly #db: Db;
   readonly #audit: AuditLog;
@@ -135,39 +93,47 @@ export class Clients {
     this.#knownScopes = deps.knownScopes;
   }
 
-  list(): Promise<ClientView[]> {
-    return listClients(this.#db);
+  async list(): Promise<ClientView[]> {
+    return (await this.#db.client.findMany({ orderBy: { id: 'asc' } })).map(view);
   }
 
-  get(id: string): Promise<ClientView> {
-    return getClient(this.#db, id);
+  async get(id: string): Promise<ClientView> {
+    return view(await this.#db.client.findUniqueOrThrow({ where: { id } }).catch(missing(id)));
   }
 
   async create(input: ClientInput, meta: AuditMeta): Promise<ClientView & { client_secret: string }> {
     const created = await createClient(this.#db, input, this.#knownScopes);
-    await this.#audit.record({
-      ...meta,
-      type: 'client.created',
-      subject: created.client_id,
-      details: { grant_types: created.grant_types, scope: created.scope, trusted_gateway: created.trusted_gateway },
-    });
+    const { grant_types, scope, trusted_gateway } = created;
+    await this.#audit.record({ ...meta, type: 'client.created', subject: created.client_id, details: { grant_types, scope, trusted_gateway } });
     return created;
   }
 
+  /** Changes grant types and/or scopes; takes effect at the client's next token request. */
   async update(id: string, change: { grantTypes?: GrantType[]; scopes?: string[] }, meta: AuditMeta): Promise<ClientView> {
-    const updated = await updateClient(this.#db, id, change, this.#knownScopes);
-    await this.#audit.record({ ...meta, type: 'client.updated', subject: id, details: { grant_types: updated.grant_types, scope: updated.scope } });
-    return updated;
+    checkScopes(change.scopes ?? [], this.#knownScopes);
+    const row = await this.#db.client
+      .update({
+        where: { id },
+        data: {
+          ...(change.grantTypes ? { grantTypes: [...new Set(change.grantTypes)] } : {}),
+          ...(change.scopes ? { scope: [...new Set(change.scopes)].join(' ') } : {}),
+        },
+      })
+      .catch(missing(id));
+    await this.#audit.record({ ...meta, type: 'client.updated', subject: id, details: { grant_types: row.grantTypes, scope: row.scope } });
+    return view(row);
   }
 
+  /** A new secret replaces the old one at once; it is returned this one time. */
   async rotateSecret(id: string, meta: AuditMeta): Promise<ClientView & { client_secret: string }> {
-    const rotated = await rotateClientSecret(this.#db, id);
+    const secret = randomToken();
+    const row = await this.#db.client.update({ where: { id }, data: { secretHash: sha256(secret) } }).catch(missing(id));
     await this.#audit.record({ ...meta, type: 'client.secret_rotated', subject: id });
-    return rotated;
+    return { ...view(row), client_secret: secret };
   }
 
   async delete(id: string, meta: AuditMeta): Promise<void> {
-    await deleteClient(this.#db, id);
+    await this.#db.client.delete({ where: { id } }).catch(missing(id));
     await this.#audit.record({ ...meta, type: 'client.deleted', subject: id });
   }
 }

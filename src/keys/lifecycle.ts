@@ -162,7 +162,7 @@ async function unpublish(tx: Tx, kid: string, status: 'retired' | 'revoked', now
  * Applies whatever the schedule says is due (creates the first key, creates
  * or promotes a successor, retires old keys). Returns the actions taken.
  */
-export async function advance(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new Date()): Promise<Applied[]> {
+async function advance(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new Date()): Promise<Applied[]> {
   const guess = plan(await publishedRows(db), policy, now);
   if (guess.length === 0) return [];
   // Key generation (PS256: a 3072-bit RSA key) happens outside the lock.
@@ -219,7 +219,7 @@ function view(r: Row, policy: KeyPolicy): KeyView {
 }
 
 /** Every key, newest first, without private material. */
-export async function listKeys(db: Db, policy: KeyPolicy): Promise<KeyView[]> {
+async function listKeys(db: Db, policy: KeyPolicy): Promise<KeyView[]> {
   const rows = await db.signingKey.findMany({ select: ROW_SELECT, orderBy: { createdAt: 'desc' } });
   return rows.map((r) => view(r, policy));
 }
@@ -229,7 +229,7 @@ export async function listKeys(db: Db, policy: KeyPolicy): Promise<KeyView[]> {
  * pre-publication window has passed (the schedule promotes it). Idempotent
  * while a successor is waiting.
  */
-export async function rotateKeys(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new Date()): Promise<KeyView> {
+async function rotateKeys(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new Date()): Promise<KeyView> {
   const fresh = await newKey(policy.alg);
   const row = await locked(db, async (tx) => {
     const waiting = await tx.signingKey.findFirst({ where: { status: 'next', alg: policy.alg }, select: ROW_SELECT });
@@ -245,7 +245,7 @@ export async function rotateKeys(db: Db, kek: Buffer, policy: KeyPolicy, now: Da
  * signed stop verifying as soon as verifiers refetch the JWKS. If it was the
  * signing key, a successor signs immediately.
  */
-export async function revokeKey(db: Db, kek: Buffer, kid: string, policy: KeyPolicy, now: Date = new Date()): Promise<KeyView[]> {
+async function revokeKey(db: Db, kek: Buffer, kid: string, policy: KeyPolicy, now: Date = new Date()): Promise<KeyView[]> {
   const fresh = await newKey(policy.alg);
   await locked(db, async (tx) => {
     const row = await tx.signingKey.findUnique({ where: { kid }, select: ROW_SELECT });
@@ -268,7 +268,7 @@ export async function revokeKey(db: Db, kek: Buffer, kid: string, policy: KeyPol
  * Re-encrypts every stored private key from `oldKek` to `newKek`. Keys that
  * already open under `newKek` are left as they are, so it can be re-run.
  */
-export async function rekeyKeys(db: Db, oldKek: Buffer, newKek: Buffer): Promise<{ rekeyed: string[]; unchanged: string[] }> {
+async function rekeyKeys(db: Db, oldKek: Buffer, newKek: Buffer): Promise<{ rekeyed: string[]; unchanged: string[] }> {
   return locked(db, async (tx) => {
     const rows = await tx.signingKey.findMany({ where: { privateJwkEnc: { not: '' } }, select: { kid: true, privateJwkEnc: true } });
     const out = { rekeyed: [] as string[], unchanged: [] as string[] };
