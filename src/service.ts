@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type Provider from 'oidc-provider';
 import { bootstrapAdmin } from './accounts/bootstrap.ts';
 import { Accounts, type SessionRevoker } from './accounts/lifecycle.ts';
-import { PasswordLogin } from './accounts/login.ts';
+import { AUDIT_USERNAME_KEY_PURPOSE, PasswordLogin } from './accounts/login.ts';
 import { PasswordHasher } from './accounts/passwords.ts';
 import { PasswordResets } from './accounts/reset.ts';
 import { findActiveAccount, legacyHashCount } from './accounts/users.ts';
@@ -23,7 +23,9 @@ import { drainable } from './http/shutdown.ts';
 import { keyPolicy, SigningKeys } from './keys/lifecycle.ts';
 import type { Logger } from './observability/log.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { deriveKey } from './lib/crypto.ts';
 import { AuditLog } from './security/audit.ts';
+import { ClientAuthThrottle } from './security/client-auth.ts';
 import { countSecurityEvents, createSecurityEvents, type SecurityEvents } from './security/events.ts';
 import { HashGate } from './security/hash-gate.ts';
 import { LoginThrottle } from './security/throttle.ts';
@@ -94,11 +96,26 @@ async function developmentKek(dataDir: string, logger: Logger): Promise<Buffer> 
   return kek;
 }
 
+/** What guards password checks in a running service: its hasher (with metrics), events and hash gate. */
+export type Guards = { hasher: PasswordHasher; events: SecurityEvents; gate: HashGate };
+
 /** The services of the accounts, clients and keys layers, as the CLI and the service both use them. */
-export function domainServices(config: Config, stores: Stores, logger: Logger, sessions: SessionRevoker, hasher?: PasswordHasher) {
+export function domainServices(config: Config, stores: Stores, logger: Logger, sessions: SessionRevoker, guards?: Guards) {
   const { db } = stores;
   const audit = new AuditLog(db, logger);
-  const passwords = hasher ?? new PasswordHasher(config.argon2);
+  const passwords = guards?.hasher ?? new PasswordHasher(config.argon2);
+  const events = guards?.events ?? createSecurityEvents(logger);
+  const limits = { redis: stores.redis, prefix: config.redisKeyPrefix };
+  const login = new PasswordLogin({
+    db,
+    hasher: passwords,
+    throttle: new LoginThrottle(config.abuse, events, limits),
+    gate: guards?.gate ?? new HashGate(config.abuse.maxConcurrentHashes),
+    events,
+    audit,
+    ipv6PrefixBits: config.abuse.ipv6PrefixBits,
+    auditKey: deriveKey(stores.kek, AUDIT_USERNAME_KEY_PURPOSE),
+  });
   const accounts = new Accounts({
     db,
     hasher: passwords,
@@ -107,10 +124,12 @@ export function domainServices(config: Config, stores: Stores, logger: Logger, s
     registrationMode: config.registrationMode,
     sessions,
     audit,
+    login,
   });
   return {
     audit,
     hasher: passwords,
+    login,
     accounts,
     resets: new PasswordResets({ accounts, db, audit, mail: config.mail, logger }),
     clients: new Clients({ db, audit, knownScopes: config.scopes }),
@@ -178,21 +197,13 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const memory: MemoryTokenStore | undefined = tokenStore ? undefined : await memoryTokenStore();
   const sessions: SessionRevoker = tokenStore ?? memory!;
   const hasher = new PasswordHasher(config.argon2, (operation, seconds) => metrics.passwordHashDuration.observe({ operation }, seconds));
-  services = domainServices(config, stores, logger, sessions, hasher);
-  const { accounts, audit } = services;
+  services = domainServices(config, stores, logger, sessions, { hasher, events, gate });
+  const { accounts, audit, login } = services;
   await bootstrapAdmin(accounts, config.adminBootstrap, logger).catch(async (err: unknown) => {
     await stores.close();
     throw err;
   });
 
-  const login = new PasswordLogin({
-    db,
-    hasher,
-    throttle: new LoginThrottle(config.abuse, events, stores.redis, config.redisKeyPrefix),
-    gate,
-    events,
-    audit,
-  });
   const clientAdapter = asAdapter(new ClientAdapter(db));
   const providerDeps = {
     config,
@@ -203,6 +214,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     // down means 503 for refresh too, never a token for a stale account.
     findAccount: (id: string) => findActiveAccount(db, id),
     reuse: tokenStore?.reuse,
+    gate,
+    clientAuth: new ClientAuthThrottle(
+      config.abuse.clientAuth,
+      { redis: stores.redis, prefix: config.redisKeyPrefix },
+      { ipv6PrefixBits: config.abuse.ipv6PrefixBits, familiarSourceSeconds: config.abuse.familiarSourceSeconds },
+    ),
     events,
     audit,
     metrics,

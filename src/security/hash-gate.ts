@@ -24,8 +24,13 @@ export class HashGate {
     return this.#inFlight;
   }
 
+  /** No slot free right now: a login would be shed (checked before any other work). */
+  get full(): boolean {
+    return this.#inFlight >= this.max;
+  }
+
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#inFlight >= this.max) throw new Overloaded();
+    if (this.full) throw new Overloaded();
     this.#inFlight++;
     try {
       return await fn();
