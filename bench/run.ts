@@ -16,9 +16,9 @@ import { chain, freshDatabase, freePort, load, REDIS_URL, rssMb, SECONDS, startP
 
 const CLI = new URL('../src/cli.ts', import.meta.url).pathname;
 const SAT = Number(process.env.BENCH_CONNECTIONS ?? 16); // saturating connections for cheap requests
-// Password logins saturate 2 cores at 4 in flight, the default MAX_CONCURRENT_HASHES
+// Password logins saturate 2 cores at 2 in flight, the default MAX_CONCURRENT_HASHES
 // (beyond it they are shed with 503, which would only flatter latency).
-const SAT_HASH = Number(process.env.BENCH_HASH_CONNECTIONS ?? 4);
+const SAT_HASH = Number(process.env.BENCH_HASH_CONNECTIONS ?? 2);
 // BENCH_ONLY=flood runs only the login-flood scenario (with what it needs).
 const ONLY = process.env.BENCH_ONLY;
 const FLOOD_SECONDS = Number(process.env.BENCH_FLOOD_SECONDS ?? 20);

@@ -27,7 +27,7 @@ import { deriveKey } from './lib/crypto.ts';
 import { AuditLog } from './security/audit.ts';
 import { ClientAuthThrottle } from './security/client-auth.ts';
 import { countSecurityEvents, createSecurityEvents, type SecurityEvents } from './security/events.ts';
-import { HashGate } from './security/hash-gate.ts';
+import { HashGate, prepareThreadPool } from './security/hash-gate.ts';
 import { LoginThrottle } from './security/throttle.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.ts';
 import { migrate } from './store/migrate.ts';
@@ -154,6 +154,14 @@ export type RunningService = {
 };
 
 export async function startService(config: Config, logger: Logger): Promise<RunningService> {
+  // First, before anything uses libuv's thread pool (it is sized on first use).
+  const pool = await prepareThreadPool({ maxConcurrentHashes: config.abuse.maxConcurrentHashes, nice: config.abuse.hashThreadNice });
+  if (pool.threads && pool.threads <= config.abuse.maxConcurrentHashes) {
+    logger.warn(
+      { threads: pool.threads, maxConcurrentHashes: config.abuse.maxConcurrentHashes },
+      'the thread pool is no larger than MAX_CONCURRENT_HASHES: token signing will wait behind password hashing (raise UV_THREADPOOL_SIZE)',
+    );
+  }
   const development = !config.databaseUrl || !config.redisTopology;
   if (development) {
     logger.warn(

@@ -131,7 +131,8 @@ const schema = z
     CLIENT_AUTH_IP_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(100),
     CLIENT_AUTH_CLIENT_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(1000),
     CLIENT_AUTH_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
-    MAX_CONCURRENT_HASHES: z.coerce.number().int().min(1).max(256).default(4),
+    MAX_CONCURRENT_HASHES: z.coerce.number().int().min(1).max(256).default(2),
+    HASH_THREAD_NICE: z.coerce.number().int().min(0).max(19).default(10),
     REFRESH_REUSE_GRACE_SECONDS: z.coerce.number().int().min(0).max(60).default(0),
     HTTP_MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(65_536).default(8192),
     HTTP_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(56 * 1024).default(16_384),
@@ -269,6 +270,8 @@ function toConfig(e: Env) {
         windowSeconds: e.CLIENT_AUTH_FAILURE_WINDOW_SECONDS,
       }),
       maxConcurrentHashes: e.MAX_CONCURRENT_HASHES,
+      /** Nice value of the hashing threads (0 = unchanged). */
+      hashThreadNice: e.HASH_THREAD_NICE,
       refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     }),
     http: Object.freeze({ maxHeaderBytes: e.HTTP_MAX_HEADER_BYTES, maxBodyBytes: e.HTTP_MAX_BODY_BYTES }),
