@@ -43,7 +43,7 @@ export function createMetrics(sources: ScrapeSources = {}) {
     }),
     loginAttempts: new Counter({
       name: 'identity_login_attempts_total',
-      help: 'Password checks by door (token, password_change) and outcome; succeeded + failed = verifications against a stored hash',
+      help: 'Password checks by door (token, password_change) and outcome; succeeded + failed were verified, a throttled one spent a dummy hash',
       labelNames: ['via', 'outcome'] as const,
       registers,
     }),
