@@ -119,7 +119,14 @@ export class PasswordLogin {
           events.emit('login.throttled', { ...ev, scope: verdict.scope, retryAfterSeconds: verdict.retryAfterSeconds });
           return null;
         }
-        const checked = await check();
+        let checked: Checked<T>;
+        try {
+          checked = await check();
+        } catch (err) {
+          // Not a failed guess (Postgres down, a bug): the counters must not hold it against the user.
+          await reservation.cancelled().catch(() => {});
+          throw err;
+        }
         if (!checked) {
           await reservation.failed();
           events.emit('login.failed', ev);

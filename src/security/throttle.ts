@@ -67,6 +67,8 @@ export type Reservation = {
   succeeded(): Promise<void>;
   /** The password was wrong (or the user unknown / inactive): the reservation stands. */
   failed(): Promise<void>;
+  /** The check could not be made (a store failed): everything reserved is given back. */
+  cancelled(): Promise<void>;
 };
 
 export class LoginThrottle {
@@ -120,18 +122,24 @@ export class LoginThrottle {
       ]);
     }
     const result = verdict(limits, { ip, blocked, slot, account });
-    if (result.kind !== 'ok') {
-      const holdsSlot = slot?.count === 1;
+    // Gives back the pair and account reservations, and the block slot if this attempt holds it.
+    const release = async () => {
       await Promise.all([
         this.#pair.refund(pairKey),
         account ? this.#account.refund(user) : undefined,
-        holdsSlot ? this.#block.clear(pairKey) : undefined,
-        result.kind === 'throttled' ? this.#countGlobal() : undefined,
+        slot?.count === 1 ? this.#block.clear(pairKey) : undefined,
       ]);
-      return { verdict: result, succeeded: async () => {}, failed: async () => {} };
+    };
+    if (result.kind !== 'ok') {
+      await Promise.all([release(), result.kind === 'throttled' ? this.#countGlobal() : undefined]);
+      const settled = async () => {};
+      return { verdict: result, succeeded: settled, failed: settled, cancelled: settled };
     }
     return {
       verdict: result,
+      cancelled: async () => {
+        await Promise.all([release(), this.#ip.refund(source)]);
+      },
       succeeded: async () => {
         await Promise.all([
           this.#ip.refund(source),
