@@ -126,7 +126,8 @@ async function floodScenario(svc: Proc & { adminUrl: string }, auth: string, ema
     ['api:read'],
   );
   const capacity = (await argon2Baseline(params, SAT_HASH)).rps;
-  const rate = Math.round(capacity * FLOOD_FACTOR);
+  // BENCH_FLOOD_RATE fixes the rate (to compare two builds at the same load).
+  const rate = Number(process.env.BENCH_FLOOD_RATE ?? 0) || Math.round(capacity * FLOOD_FACTOR);
   const refreshChain = async (seconds: number) => {
     let token = await login(svc.url, auth, email);
     return chain(svc.url, 1, async (_w, prev) => {
