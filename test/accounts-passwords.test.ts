@@ -7,9 +7,9 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import bcrypt from 'bcryptjs';
 import { loadConfig } from '../src/config/index.ts';
 import { adminToken, call, gatewayFor } from './support/admin.ts';
+import { htpasswdBcrypt, mkpasswdBcrypt, pythonBcrypt } from './support/hash-fixtures.ts';
 import { freshDatabase, startTestService, type TestService } from './support/service.ts';
 
 const kek = randomBytes(32).toString('base64');
@@ -62,10 +62,11 @@ describe('passwords through the service', () => {
   });
 
   test('bcrypt import → login → the hash is argon2id; per-line errors do not stop the import', async () => {
+    // Made by other implementations: libxcrypt ($2a$), Python ($2b$), Apache ($2y$).
     const hashes = {
-      a: bcrypt.hashSync('legacy password a', 4).replace(/^\$2b\$/, '$2a$'),
-      b: bcrypt.hashSync('legacy password b', 4),
-      y: bcrypt.hashSync('legacy password y', 4).replace(/^\$2b\$/, '$2y$'),
+      a: mkpasswdBcrypt('legacy password a', 4, 'a'),
+      b: pythonBcrypt('legacy password b', 4),
+      y: htpasswdBcrypt('legacy password y', 4),
     };
     const longPw = 'L'.repeat(72) + ' tail that bcrypt never saw';
     const ndjson = [
@@ -73,7 +74,7 @@ describe('passwords through the service', () => {
       JSON.stringify({ email: 'legacy.b@example.com', password_hash: hashes.b }),
       '',
       JSON.stringify({ email: 'legacy.y@example.com', password_hash: hashes.y, status: 'active' }),
-      JSON.stringify({ email: 'legacy.long@example.com', password_hash: bcrypt.hashSync(longPw, 4) }),
+      JSON.stringify({ email: 'legacy.long@example.com', password_hash: pythonBcrypt(longPw, 4) }),
       JSON.stringify({ email: 'nopassword@example.com' }),
       '{not json',
       JSON.stringify({ email: 'bad-hash@example.com', password_hash: 'md5:abc' }),
@@ -107,9 +108,12 @@ describe('passwords through the service', () => {
       assert.ok((await gw.login(`legacy.${k}@example.com`, `legacy password ${k}`)).access_token);
     }
     assert.equal(await stats(), 1);
-    // bcrypt saw only 72 bytes; accepting a longer password would be truncation.
-    await assert.rejects(gw.login('legacy.long@example.com', longPw));
+    // bcrypt saw only the first 72 bytes: those are verified, then argon2id of the
+    // whole password replaces the hash, and from then on every byte counts.
+    assert.ok((await gw.login('legacy.long@example.com', longPw)).access_token);
+    assert.match((await hashOf('legacy.long@example.com'))!, /^\$argon2id\$/);
     await assert.rejects(gw.login('legacy.long@example.com', longPw.slice(0, 72) + 'something else'));
+    assert.equal(await stats(), 0);
     await assert.rejects(gw.login('nopassword@example.com', ''), (e: any) => e.error === 'invalid_request');
     await assert.rejects(gw.login('nopassword@example.com', 'anything at all'), (e: any) => e.error === 'invalid_grant');
   });
@@ -180,7 +184,7 @@ test('the CLI imports NDJSON and reports per-line errors', async () => {
   try {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, DATABASE_URL: db.url, KEY_ENCRYPTION_KEY: kek, LOG_LEVEL: 'silent' };
     const input = [
-      JSON.stringify({ email: 'cli.one@example.com', roles: ['viewer'], password_hash: bcrypt.hashSync('cli password one', 4) }),
+      JSON.stringify({ email: 'cli.one@example.com', roles: ['viewer'], password_hash: mkpasswdBcrypt('cli password one', 4) }),
       JSON.stringify({ email: 'cli.two@example.com', status: 'pending' }),
       JSON.stringify({ email: 'broken' }),
     ].join('\n');
