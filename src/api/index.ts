@@ -2,6 +2,7 @@
 // self-service routes (public port), built from their route declarations.
 import { Router } from 'express';
 import type { Accounts } from '../accounts/lifecycle.ts';
+import type { Registration } from '../accounts/registration.ts';
 import type { PasswordResets } from '../accounts/reset.ts';
 import type { Clients } from '../clients/index.ts';
 import type { Config } from '../config/index.ts';
@@ -17,6 +18,7 @@ import { userRoutes } from './users.ts';
 export type ApiDeps = {
   config: Pick<Config, 'issuer' | 'audience' | 'signingAlg'>;
   accounts: Accounts;
+  registration: Registration;
   resets: PasswordResets;
   clients: Clients;
   audit: AuditLog;
@@ -25,7 +27,7 @@ export type ApiDeps = {
 export function apiRoutes(deps: ApiDeps) {
   return {
     admin: [...userRoutes(deps.accounts, deps.resets), ...clientRoutes(deps.clients), ...auditRoutes(deps.audit)],
-    selfService: selfServiceRoutes(deps.accounts, deps.resets),
+    selfService: selfServiceRoutes(deps.accounts, deps.registration, deps.resets),
   };
 }
 
