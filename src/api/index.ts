@@ -12,11 +12,12 @@ import { auditRoutes } from './audit.ts';
 import { requireBearer } from './auth.ts';
 import { clientRoutes } from './clients.ts';
 import { openApiDocument } from './openapi.ts';
+import { resetPageRouter } from './reset-page.ts';
 import { selfServiceRoutes } from './self-service.ts';
 import { userRoutes } from './users.ts';
 
 export type ApiDeps = {
-  config: Pick<Config, 'issuer' | 'audience' | 'signingAlg'>;
+  config: Pick<Config, 'issuer' | 'audience' | 'signingAlg' | 'passwordPolicy' | 'mail'>;
   accounts: Accounts;
   registration: Registration;
   resets: PasswordResets;
@@ -31,7 +32,7 @@ export function apiRoutes(deps: ApiDeps) {
   };
 }
 
-/** Both routers; `admin` also serves GET /admin/openapi.json (no token needed). */
+/** Both routers; `admin` also serves GET /admin/openapi.json (no token needed), `selfService` the reset page. */
 export function apiRouters(deps: ApiDeps): { admin: Router; selfService: Router } {
   const routes = apiRoutes(deps);
   const bearer = { issuer: deps.config.issuer, audience: deps.config.audience, algorithm: deps.config.signingAlg };
@@ -42,5 +43,7 @@ export function apiRouters(deps: ApiDeps): { admin: Router; selfService: Router 
     res.json(document);
   });
   admin.use(routerFor(routes.admin, guards));
-  return { admin, selfService: routerFor(routes.selfService, guards) };
+  const selfService = Router();
+  selfService.use(resetPageRouter(deps.config), routerFor(routes.selfService, guards));
+  return { admin, selfService };
 }
