@@ -38,6 +38,22 @@ export function forbiddenCharacter(password: string): 'control character' | 'lon
   return CONTROL_CHARACTERS.test(password) ? 'control character' : null;
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A password read as bytes (the CLI's standard input, the bootstrap file):
+ * strict UTF-8, as /token reads its form. A lenient decoder would turn bytes
+ * that /token refuses (a lone surrogate's ED A0 80, say) into U+FFFD and set a
+ * password nobody can type. The rest of the rule is checkPassword's.
+ */
+export function passwordFromBytes(bytes: Uint8Array): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    throw fail('password_invalid_characters', 'must be valid UTF-8');
+  }
+}
+
 const CLASSES: Record<Composition, [RegExp, string]> = {
   upper: [/\p{Lu}/u, 'an upper-case letter'],
   lower: [/\p{Ll}/u, 'a lower-case letter'],
