@@ -3,7 +3,7 @@
 // self-service password change.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { adminToken, call, gatewayFor, type Json } from './support/admin.ts';
+import { call, gatewayAndAdmin, gatewayFor, type Json } from './support/admin.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { TestMailbox, tokenIn } from './support/smtp.ts';
 
@@ -23,8 +23,7 @@ before(async () => {
     MAIL_FROM: 'identity@example.com',
     PASSWORD_RESET_URL: 'https://app.example.com/reset',
   });
-  gw = await gatewayFor(svc);
-  token = (await adminToken(svc, gw)).token;
+  ({ gw, token } = await gatewayAndAdmin(svc));
 });
 after(async () => {
   await svc.stop();

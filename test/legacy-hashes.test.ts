@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { refuseImportedHash, schemeOf } from '../src/accounts/hash-schemes/index.ts';
 import { PasswordHasher } from '../src/accounts/passwords.ts';
-import { adminToken, call, gatewayFor } from './support/admin.ts';
+import { call, gatewayAndAdmin, gatewayFor } from './support/admin.ts';
 import { argon2Cli, htpasswdBcrypt, mkpasswdBcrypt, pythonArgon2, pythonBcrypt } from './support/hash-fixtures.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
@@ -87,8 +87,7 @@ describe('imported hashes through the service', () => {
   let token: string;
   before(async () => {
     svc = await startTestService();
-    gw = await gatewayFor(svc);
-    token = (await adminToken(svc, gw)).token;
+    ({ gw, token } = await gatewayAndAdmin(svc));
   });
   after(() => svc.stop());
 
@@ -156,8 +155,7 @@ describe('imported hashes through the service', () => {
 
     const other = await startTestService();
     try {
-      const otherGw = await gatewayFor(other);
-      const otherToken = (await adminToken(other, otherGw)).token;
+      const { gw: otherGw, token: otherToken } = await gatewayAndAdmin(other);
       const report = await importLines(other, otherToken, [{ email: 'moving@example.com', roles: ['viewer'], password_hash: exported }]);
       assert.deepEqual(report, { created: 1, failed: 0, errors: [] });
       assert.ok((await otherGw.login('moving@example.com', password)).access_token);
