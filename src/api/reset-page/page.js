@@ -1,6 +1,7 @@
 // The reset page's only script (served from this origin; the page's CSP
 // allows nothing else). With ?token=… it sets the new password through
 // POST /password/reset; without one it asks for a link (POST /password/forgot).
+// URLs are relative to the page, so a proxy may serve it under a path prefix.
 // Every answer of the JSON API is shown in words, next to the field at fault.
 'use strict';
 
@@ -71,7 +72,7 @@ function choosePassword() {
     submit(event.target, async () => {
       fieldError(input, error, '');
       if (!input.value) return fieldError(input, error, 'Enter a new password.');
-      const answer = await send('/password/reset', { token, password: input.value });
+      const answer = await send('reset', { token, password: input.value });
       if (answer.status === 204) {
         $('choose').hidden = true;
         say('Your password has been changed. Sign in with your new password; other sessions were signed out.');
@@ -97,7 +98,7 @@ function requestLink() {
     submit(event.target, async () => {
       fieldError(input, error, '');
       if (!input.value.includes('@')) return fieldError(input, error, 'Enter the email address of your account.');
-      const answer = await send('/password/forgot', { email: input.value.trim() });
+      const answer = await send('forgot', { email: input.value.trim() });
       if (answer.status === 202) {
         say(`If ${input.value.trim()} has an account, a link is on its way to it. Check your inbox.`);
         return;
