@@ -134,7 +134,7 @@ describe('/register', () => {
     assert.deepEqual(shape(taken), shape(fresh));
     assert.equal(fresh.status, 202);
     assert.deepEqual(fresh.body, { status: 'accepted' });
-    const doc = await (await fetch(`${svc.adminUrl}/admin/openapi.json`)).json();
+    const doc = (await (await fetch(`${svc.adminUrl}/admin/openapi.json`)).json()) as { paths: Record<string, any> };
     assert.deepEqual(Object.keys(doc.paths['/register'].post.responses).filter((c) => c < '500'), ['202', '400', '403', '413', '415', '429']);
     assert.deepEqual(Object.keys(doc.paths['/password/forgot'].post.responses).filter((c) => c < '500'), ['202', '400', '413', '415', '429']);
 
