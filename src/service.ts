@@ -12,6 +12,9 @@ import { bootstrapAdmin } from './accounts/bootstrap.ts';
 import { Accounts, type SessionRevoker } from './accounts/lifecycle.ts';
 import { AUDIT_USERNAME_KEY_PURPOSE, PasswordLogin } from './accounts/login.ts';
 import { PasswordHasher } from './accounts/passwords.ts';
+import { Background } from './accounts/background.ts';
+import { Mailer } from './accounts/mailer.ts';
+import { Registration } from './accounts/registration.ts';
 import { PasswordResets } from './accounts/reset.ts';
 import { findActiveAccount, legacyHashCount } from './accounts/users.ts';
 import { apiRouters } from './api/index.ts';
@@ -28,6 +31,7 @@ import { AuditLog } from './security/audit.ts';
 import { ClientAuthThrottle } from './security/client-auth.ts';
 import { countSecurityEvents, createSecurityEvents, type SecurityEvents } from './security/events.ts';
 import { HashGate, prepareThreadPool } from './security/hash-gate.ts';
+import { SelfServiceLimits } from './security/self-service-limits.ts';
 import { LoginThrottle } from './security/throttle.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.ts';
 import { migrate } from './store/migrate.ts';
@@ -96,42 +100,51 @@ async function developmentKek(dataDir: string, logger: Logger): Promise<Buffer> 
   return kek;
 }
 
-/** What guards password checks in a running service: its hasher (with metrics), events and hash gate. */
-export type Guards = { hasher: PasswordHasher; events: SecurityEvents; gate: HashGate };
+/** Most a self-service request's after-the-answer work waits before it starts (see src/accounts/background.ts). */
+const BACKGROUND_MAX_DELAY_MS = 500;
+
+/** What a running service shares with its domain services: its hasher (with metrics), events and hash gate. */
+export type ServiceExtras = { hasher?: PasswordHasher; events?: SecurityEvents; gate?: HashGate };
 
 /** The services of the accounts, clients and keys layers, as the CLI and the service both use them. */
-export function domainServices(config: Config, stores: Stores, logger: Logger, sessions: SessionRevoker, guards?: Guards) {
+export function domainServices(config: Config, stores: Stores, logger: Logger, sessions: SessionRevoker, extras: ServiceExtras = {}) {
   const { db } = stores;
   const audit = new AuditLog(db, logger);
-  const passwords = guards?.hasher ?? new PasswordHasher(config.argon2);
-  const events = guards?.events ?? createSecurityEvents(logger);
-  const limits = { redis: stores.redis, prefix: config.redisKeyPrefix };
+  const passwords = extras.hasher ?? new PasswordHasher(config.argon2);
+  const events = extras.events ?? createSecurityEvents(logger);
   const login = new PasswordLogin({
     db,
     hasher: passwords,
-    throttle: new LoginThrottle(config.abuse, events, limits),
-    gate: guards?.gate ?? new HashGate(config.abuse.maxConcurrentHashes),
+    throttle: new LoginThrottle(config.abuse, events, { redis: stores.redis, prefix: config.redisKeyPrefix }),
+    gate: extras.gate ?? new HashGate(config.abuse.maxConcurrentHashes),
     events,
     audit,
     ipv6PrefixBits: config.abuse.ipv6PrefixBits,
     auditKey: deriveKey(stores.kek, AUDIT_USERNAME_KEY_PURPOSE),
   });
-  const accounts = new Accounts({
-    db,
-    hasher: passwords,
-    policy: config.passwordPolicy,
-    roles: config.roles,
-    registrationMode: config.registrationMode,
-    sessions,
-    audit,
-    login,
-  });
+  const accounts = new Accounts({ db, hasher: passwords, policy: config.passwordPolicy, roles: config.roles, sessions, audit, login });
+  const limits = new SelfServiceLimits(config.selfService, stores.redis, config.redisKeyPrefix, events);
+  const mailer = new Mailer(config.mail, logger);
+  const background = new Background(BACKGROUND_MAX_DELAY_MS, logger);
   return {
     audit,
     hasher: passwords,
     login,
     accounts,
-    resets: new PasswordResets({ accounts, db, audit, mail: config.mail, logger }),
+    /** Self-service work still running after its answer; settle() before closing the stores. */
+    background,
+    registration: new Registration({
+      mode: config.registrationMode,
+      accounts,
+      db,
+      hasher: passwords,
+      audit,
+      limits,
+      mailer,
+      background,
+      resetUrl: config.mail.resetUrl,
+    }),
+    resets: new PasswordResets({ accounts, db, audit, mail: config.mail, mailer, limits, background }),
     clients: new Clients({ db, audit, knownScopes: config.scopes }),
     keys: new SigningKeys({ db, kek: stores.kek, policy: keyPolicy(config), audit }),
   };
@@ -262,7 +275,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     return { postgres, redis, signingKey: keys.activeKid !== '', notDraining: !draining };
   };
 
-  const api = apiRouters({ config, accounts, resets: services.resets, clients: services.clients, audit });
+  const api = apiRouters({ config, accounts, registration: services.registration, resets: services.resets, clients: services.clients, audit });
   const publicApp = createPublicApp(keys, logger, keys.jwks(), {
     trustProxyHops: config.trustProxyHops,
     maxBodyBytes: config.http.maxBodyBytes,
@@ -301,6 +314,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       // The admin port closes last: probes keep seeing 503 while requests finish.
       await publicDrain.close();
       await adminDrain.close();
+      await services!.background.settle();
       await stores.close();
     },
   };

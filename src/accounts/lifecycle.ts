@@ -21,14 +21,11 @@ export type SessionRevoker = {
   revokeAccount(accountId: string): Promise<number>;
 };
 
-export type RegistrationMode = 'closed' | 'open' | 'approval';
-
 export type AccountsDeps = {
   db: Db;
   hasher: PasswordHasher;
   policy: PasswordPolicy;
   roles: readonly string[];
-  registrationMode: RegistrationMode;
   sessions: SessionRevoker;
   audit: AuditLog;
   /** The login guard: the current password before a change is checked through it. */
@@ -75,21 +72,6 @@ export class Accounts {
       ...(input.password !== undefined ? { password: input.password } : { passwordHash: null }),
     });
     await this.#deps.audit.record({ ...meta, type: 'user.created', subject: user.id, details: { roles, status: user.status } });
-    return user;
-  }
-
-  /** Self-registration: never a role or a status from the request. */
-  async register(input: { email: string; password: string }, meta: AuditMeta): Promise<UserView> {
-    const mode = this.#deps.registrationMode;
-    if (mode === 'closed') throw new ServiceError('forbidden', 'self-registration is closed');
-    checkPassword(this.#deps.policy, input.password, { email: input.email });
-    const user = await createUser(this.#deps.db, this.#deps.hasher, {
-      email: input.email,
-      password: input.password,
-      roles: [],
-      status: mode === 'open' ? 'active' : 'pending',
-    });
-    await this.#deps.audit.record({ ...meta, type: 'user.registered', subject: user.id, details: { status: user.status } });
     return user;
   }
 
@@ -184,10 +166,15 @@ export class Accounts {
     await this.#deps.audit.record({ ...meta, type: 'password.changed', subject: id });
   }
 
-  /** Compare-and-swap on the old hash, then revoke every grant. */
+  /** Compare-and-swap on the old hash, then revoke every grant. A pending reset link dies with the old password. */
   async setPassword(id: string, oldHash: string | null, password: string): Promise<void> {
     const passwordHash = await this.#deps.hasher.hash(password);
-    const { count } = await this.#deps.db.user.updateMany({ where: { id, passwordHash: oldHash }, data: { passwordHash } });
+    const db = this.#deps.db;
+    const [{ count }] = await db.$transaction([
+      db.user.updateMany({ where: { id, passwordHash: oldHash }, data: { passwordHash } }),
+      // Only if the swap above happened (the new hash, salted, is unique to it).
+      db.passwordResetToken.deleteMany({ where: { userId: id, user: { passwordHash } } }),
+    ]);
     if (count !== 1) throw new ServiceError('conflict', 'the password was changed concurrently; try again');
     await this.#deps.sessions.revokeAccount(id);
   }
@@ -219,9 +206,10 @@ export class Accounts {
     return this.#deps.db.user.findUnique({ where: { email } });
   }
 
-  /** Clears the password (a forced reset) and ends every session. */
+  /** Clears the password (a forced reset) and its reset link, and ends every session. */
   async clearPassword(id: string): Promise<void> {
-    await this.#deps.db.user.update({ where: { id }, data: { passwordHash: null } });
+    const db = this.#deps.db;
+    await db.$transaction([db.user.update({ where: { id }, data: { passwordHash: null } }), db.passwordResetToken.deleteMany({ where: { userId: id } })]);
     await this.#deps.sessions.revokeAccount(id);
   }
 }

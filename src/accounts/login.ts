@@ -16,7 +16,7 @@
 // is not stored.
 import { keyedHash, sha256 } from '../lib/crypto.ts';
 import type { AuditLog } from '../security/audit.ts';
-import { sourceKey } from '../security/client-ip.ts';
+import { ipKey } from '../security/ip-key.ts';
 import type { LoginVia, SecurityEvents } from '../security/events.ts';
 import { Overloaded, type HashGate } from '../security/hash-gate.ts';
 import type { LoginThrottle } from '../security/throttle.ts';
@@ -108,7 +108,7 @@ export class PasswordLogin {
       // The gate comes first and is synchronous: under a flood, a login is
       // shed before it costs a Redis or Postgres round trip.
       return await gate.run(async () => {
-        const reservation = await throttle.reserve(user, sourceKey(source.ip, this.#deps.ipv6PrefixBits));
+        const reservation = await throttle.reserve(user, ipKey(source.ip, this.#deps.ipv6PrefixBits));
         const { verdict } = reservation;
         if (verdict.kind === 'rate_limited') {
           events.emit('login.rate_limited', { ...ev, retryAfterSeconds: verdict.retryAfterSeconds });

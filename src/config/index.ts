@@ -131,6 +131,9 @@ const schema = z
     CLIENT_AUTH_IP_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(100),
     CLIENT_AUTH_CLIENT_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(1000),
     CLIENT_AUTH_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+    SELF_SERVICE_IP_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(30),
+    SELF_SERVICE_EMAIL_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(3),
+    SELF_SERVICE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(3600),
     MAX_CONCURRENT_HASHES: z.coerce.number().int().min(1).max(256).default(2),
     HASH_THREAD_NICE: z.coerce.number().int().min(0).max(19).default(10),
     REFRESH_REUSE_GRACE_SECONDS: z.coerce.number().int().min(0).max(60).default(0),
@@ -273,6 +276,13 @@ function toConfig(e: Env) {
       /** Nice value of the hashing threads (0 = unchanged). */
       hashThreadNice: e.HASH_THREAD_NICE,
       refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
+    }),
+    /** POST /register and /password/forgot: requests per IP (IPv6 per RATE_LIMIT_IPV6_PREFIX) and per email address, each route in each window. */
+    selfService: Object.freeze({
+      ipMax: e.SELF_SERVICE_IP_LIMIT,
+      emailMax: e.SELF_SERVICE_EMAIL_LIMIT,
+      windowSeconds: e.SELF_SERVICE_WINDOW_SECONDS,
+      ipv6PrefixBits: e.RATE_LIMIT_IPV6_PREFIX,
     }),
     http: Object.freeze({ maxHeaderBytes: e.HTTP_MAX_HEADER_BYTES, maxBodyBytes: e.HTTP_MAX_BODY_BYTES }),
   });

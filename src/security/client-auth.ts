@@ -15,7 +15,7 @@
 // flight, which is harmless here: client secrets are 256 random bits, the
 // limit is about volume and visibility, not the odds of a guess.
 import type { Config } from '../config/index.ts';
-import { sourceKey } from './client-ip.ts';
+import { ipKey } from './ip-key.ts';
 import { FamiliarSources, Limiter, type LimiterStore } from './limiter.ts';
 
 export type ClientAuthVerdict = { kind: 'ok' } | { kind: 'rate_limited'; scope: 'ip' | 'client'; retryAfterSeconds: number };
@@ -43,7 +43,7 @@ export class ClientAuthThrottle {
 
   /** Before authenticating `clientId` (as claimed; null when none or malformed) from `ip`. */
   async check(clientId: string | null, ip: string): Promise<ClientAuthVerdict> {
-    const source = sourceKey(ip, this.#ipv6PrefixBits);
+    const source = ipKey(ip, this.#ipv6PrefixBits);
     const [bySource, byClient] = await Promise.all([this.#ip.read(source), clientId ? this.#client.read(clientId) : null]);
     if (bySource && bySource.count >= this.#ip.limit) return { kind: 'rate_limited', scope: 'ip', retryAfterSeconds: bySource.retryAfterSeconds };
     if (clientId && byClient && byClient.count >= this.#client.limit && !(await this.#familiar.has(clientId, source))) {
@@ -53,12 +53,12 @@ export class ClientAuthThrottle {
   }
 
   async failed(clientId: string | null, ip: string): Promise<void> {
-    const source = sourceKey(ip, this.#ipv6PrefixBits);
+    const source = ipKey(ip, this.#ipv6PrefixBits);
     await Promise.all([this.#ip.add(source), clientId ? this.#client.add(clientId) : undefined]);
   }
 
   async succeeded(clientId: string, ip: string): Promise<void> {
-    const source = sourceKey(ip, this.#ipv6PrefixBits);
+    const source = ipKey(ip, this.#ipv6PrefixBits);
     const key = `${clientId}|${source}`;
     const now = Date.now();
     if ((this.#remembered.get(key) ?? 0) > now) return;

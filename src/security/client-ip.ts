@@ -2,10 +2,7 @@
 // entry TRUST_PROXY_HOPS hops back (the HTTP framework computes that), and
 // for a client an admin marked as a trusted gateway, the end user's IP it
 // sends in the X-End-User-IP header. Any other client's header is ignored.
-// Limits count per source (sourceKey): an IPv4 address, or the IPv6 prefix
-// (LOGIN_IPV6_PREFIX, /64 by default) that one subscriber usually holds whole.
 import { isIP } from 'node:net';
-import ipaddr from 'ipaddr.js';
 import { ServiceError } from '../errors.ts';
 import type { SecurityEvents } from './events.ts';
 
@@ -33,14 +30,3 @@ export function endUserIp(
   return normalizeIp(request.ip || 'unknown');
 }
 
-/**
- * The key per-IP limits count under: an IPv4 address as it is, an IPv6
- * address as its network prefix of `ipv6PrefixBits` (`2001:db8:1:2::/64`),
- * anything unparsable as it is. Pure.
- */
-export function sourceKey(raw: string, ipv6PrefixBits: number): string {
-  const ip = normalizeIp(raw);
-  if (isIP(ip) !== 6) return ip;
-  const network = ipaddr.IPv6.networkAddressFromCIDR(`${ip}/${ipv6PrefixBits}`);
-  return `${network.toString()}/${ipv6PrefixBits}`;
-}

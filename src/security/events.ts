@@ -30,6 +30,8 @@ export type SecurityEventMap = {
   'login.unavailable': [Source];
   /** The failure rate across all accounts crossed the alert threshold (password spraying). */
   'login.spraying_suspected': [{ failuresPerMinute: number }];
+  /** POST /register or /password/forgot refused with 429: the source's or the email address's budget is spent. */
+  'self_service.rate_limited': [{ route: 'register' | 'forgot'; scope: 'ip' | 'email'; ip: string; retryAfterSeconds: number }];
   /** A trusted-gateway header sent by a client that is not a trusted gateway. */
   'gateway.forwarded_ip_ignored': [{ clientId: string }];
   /** A client failed to authenticate (wrong secret, unknown client). `clientId` as claimed, when well-formed. */
@@ -71,6 +73,7 @@ const LOGGING: Record<SecurityEventName, { level: 'info' | 'warn'; sampled?: tru
   'login.shed': { level: 'warn', sampled: true },
   'login.unavailable': { level: 'warn', sampled: true },
   'login.spraying_suspected': { level: 'warn' },
+  'self_service.rate_limited': { level: 'warn', sampled: true },
   'gateway.forwarded_ip_ignored': { level: 'warn', sampled: true },
   'client_auth.failed': { level: 'info', sampled: true },
   'client_auth.rate_limited': { level: 'warn', sampled: true },
@@ -117,6 +120,7 @@ export function countSecurityEvents(events: SecurityEvents, metrics: Metrics): v
   }
   events.on('login.throttled', ({ scope }) => metrics.rateLimitBlocks.inc({ limiter: scope }));
   events.on('login.rate_limited', () => metrics.rateLimitBlocks.inc({ limiter: 'ip' }));
+  events.on('self_service.rate_limited', ({ route, scope }) => metrics.rateLimitBlocks.inc({ limiter: `${route}_${scope}` }));
   events.on('login.shed', () => metrics.passwordHashesShed.inc());
   events.on('client_auth.failed', () => metrics.clientAuthFailures.inc());
   events.on('client_auth.rate_limited', ({ scope }) => metrics.rateLimitBlocks.inc({ limiter: `client_auth_${scope}` }));

@@ -95,7 +95,7 @@ export class LoginThrottle {
 
   /**
    * Reserves one failure on every counter that applies to `user` (a hash)
-   * from `source` (sourceKey of the IP) and returns the verdict. A refused
+   * from `source` (ipKey of the IP) and returns the verdict. A refused
    * attempt gives back what it reserved on the pair and account counters;
    * it still counts against the source (and a throttled one, which is
    * answered like a failure, in the spraying signal).

@@ -50,3 +50,10 @@ export async function adminToken(svc: TestService, gateway: Awaited<ReturnType<t
   const tokens = await gateway.login(admin.email, admin.password);
   return { admin, token: tokens.access_token };
 }
+
+/** What most admin API tests start with: a gateway client and an admin's access token. */
+export async function gatewayAndAdmin(svc: TestService) {
+  const gw = await gatewayFor(svc);
+  const { admin, token } = await adminToken(svc, gw);
+  return { gw, admin, token };
+}

@@ -1,8 +1,7 @@
 // The login throttle's arithmetic: the verdict from its reserved counts and
-// the progressive block, both pure; and how IPs become per-source keys.
+// the progressive block, both pure (per-source keys: test/unit/ip-key.test.ts).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { sourceKey } from '../../src/security/client-ip.ts';
 import { blockSeconds, verdict } from '../../src/security/throttle.ts';
 
 const n = (count: number, retryAfterSeconds = 30) => ({ count, retryAfterSeconds });
@@ -37,15 +36,4 @@ test('blocks start after the free failures, double each time, and stop at the ca
   assert.equal(blockSeconds(limits, 16), 900);
   assert.equal(blockSeconds(limits, 10_000), 900, 'no overflow for huge counts');
   assert.equal(blockSeconds({ ...limits, blockBaseSeconds: 3 }, 7), 6);
-});
-
-test('per-source keys: IPv4 as is, IPv6 by prefix, IPv4-mapped IPv6 as IPv4', () => {
-  assert.equal(sourceKey('192.0.2.7', 64), '192.0.2.7');
-  assert.equal(sourceKey('::ffff:192.0.2.7', 64), '192.0.2.7');
-  assert.equal(sourceKey('2001:db8:1:2:aaaa:bbbb:cccc:dddd', 64), '2001:db8:1:2::/64');
-  assert.equal(sourceKey('2001:DB8:1:2::1', 64), sourceKey('2001:db8:1:2:ffff::9', 64), 'one /64, one key');
-  assert.notEqual(sourceKey('2001:db8:1:2::1', 64), sourceKey('2001:db8:1:3::1', 64));
-  assert.equal(sourceKey('2001:db8:1:2::1', 48), '2001:db8:1::/48');
-  assert.equal(sourceKey('2001:db8::1', 128), '2001:db8::1/128');
-  assert.equal(sourceKey('unknown', 64), 'unknown');
 });
