@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import bcrypt from 'bcryptjs';
 import { loadConfig } from '../src/config/index.ts';
-import { adminToken, call, gatewayFor } from './support/admin.ts';
+import { adminConsoleFor, adminToken, call, gatewayFor } from './support/admin.ts';
 import { freshDatabase, startTestService, type TestService } from './support/service.ts';
 
 const kek = randomBytes(32).toString('base64');
@@ -21,7 +21,7 @@ describe('passwords through the service', () => {
   before(async () => {
     svc = await startTestService({ REGISTRATION_MODE: 'open' });
     gw = await gatewayFor(svc);
-    token = (await adminToken(svc, gw)).token;
+    token = (await adminToken(svc)).token;
   });
   after(() => svc.stop());
 
@@ -157,8 +157,7 @@ test('bootstrap admin from env: created once, idempotent, no default credentials
         assert.equal(users.length, 1);
         assert.deepEqual(users[0]!.roles, ['admin']);
         assert.equal(users[0]!.email, 'root@example.com');
-        const gw = await gatewayFor(svc);
-        const t = await gw.login('root@example.com', password);
+        const t = await (await adminConsoleFor(svc)).login('root@example.com', password);
         const res = await call(svc.adminUrl, 'GET', '/admin/users', { token: t.access_token });
         assert.equal(res.status, 200);
       } finally {

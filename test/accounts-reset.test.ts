@@ -50,7 +50,7 @@ before(async () => {
     PASSWORD_RESET_URL: 'https://app.example.com/reset',
   });
   gw = await gatewayFor(svc);
-  token = (await adminToken(svc, gw)).token;
+  token = (await adminToken(svc)).token;
 });
 after(async () => {
   await svc.stop();

@@ -50,9 +50,8 @@ export class PasswordResets {
   /** Admin-forced reset: the current password stops working at once, every grant is revoked. */
   async force(userId: string, meta: AuditMeta): Promise<{ email_sent: boolean; reset_url?: string }> {
     const user = await this.#accounts.get(userId);
-    await this.#accounts.clearPassword(userId);
+    await this.#accounts.clearPassword(userId, { ...meta, type: 'password.reset_forced', subject: userId });
     const link = await this.#issue(userId);
-    await this.#audit.record({ ...meta, type: 'password.reset_forced', subject: userId });
     // Without SMTP the admin hands the link over by another channel.
     if (!this.#transport) return { email_sent: false, reset_url: link };
     await this.#send(user.email, link);
@@ -65,11 +64,13 @@ export class PasswordResets {
     const row = await db.passwordResetToken.findUnique({ where: { tokenHash }, include: { user: true } });
     if (!row || row.expiresAt <= new Date() || row.user.status === 'disabled') throw invalidToken();
     checkPassword(this.#accounts.policy, password, { email: row.user.email });
-    const { count } = await db.passwordResetToken.deleteMany({ where: { tokenHash } });
-    if (count !== 1) throw invalidToken();
-    await db.passwordResetToken.deleteMany({ where: { userId: row.userId } });
-    await this.#accounts.setPassword(row.userId, row.user.passwordHash, password);
-    await this.#audit.record({ ...meta, type: 'password.reset', subject: row.userId });
+    // The token's single use, the new password, the new session generation
+    // and the audit row: one transaction.
+    await this.#accounts.setPassword(row.userId, row.user.passwordHash, password, { ...meta, type: 'password.reset', subject: row.userId }, async (tx) => {
+      const { count } = await tx.passwordResetToken.deleteMany({ where: { tokenHash } });
+      if (count !== 1) throw invalidToken();
+      await tx.passwordResetToken.deleteMany({ where: { userId: row.userId } });
+    });
   }
 
   async #issue(userId: string): Promise<string> {

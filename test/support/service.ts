@@ -115,8 +115,10 @@ export async function startTestService(env: Record<string, string> = {}, opts: {
           id: input.id ?? `client-${++n}-${randomBytes(4).toString('hex')}`,
           grantTypes: input.grantTypes ?? ['password', 'refresh_token'],
           scopes: input.scopes ?? ['api:read'],
+          resources: input.resources ?? [],
         },
         config.scopes,
+        [config.adminAudience],
       );
       return { id: created.client_id, secret: created.client_secret };
     },
