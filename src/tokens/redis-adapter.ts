@@ -1,28 +1,19 @@
 // oidc-provider storage adapter over ioredis, for every model it stores
 // except Client (clients live in Postgres, see client-adapter.ts).
 //
-// Layout (P = REDIS_KEY_PREFIX). One hash per login (grant), hash-tagged by
-// the grant id, holds everything rotation touches, so one Lua script can
-// change it atomically on a single node and on Redis Cluster alike:
-//
-//   P oidc:grant:{G}     hash
-//       g      the Grant payload (JSON, with its session stamp)
-//       rh     SHA-256 of the live refresh token
-//       rp     its payload (JSON, without what `g` already says)
-//       t:<h>  tombstone of a consumed refresh token (first 22 characters of
-//              its hash): "<consumed at>:<expiry>", seconds; dropped once
-//              the token would have expired anyway
-//       gs     grace window only: "<hash of the token last consumed>:<ms>:
-//              <its successor, sealed under it>" (src/tokens/refresh-grace.ts)
-//   P oidc:account:{A}   sorted set "<G> <client id>", scored by the login's expiry
-//   P oidc:client:{C}    sorted set "<G> <account id>", scored the same way
+// Layout (P = REDIS_KEY_PREFIX):
+//   P oidc:grant:{G}     one login: its Grant, live refresh token and
+//                        tombstones, as one string (src/tokens/login-record.ts)
+//   P oidc:account:{A}   sorted set of the account's grant ids, scored by expiry
+//   P oidc:client:{C}    sorted set of the client's grant ids, scored the same way
 //   P oidc:<Model>:<sha256(id)>   hash {payload} for any other model
-//
-// The family hash expires with its live refresh token (a login without one
-// with its access token); the indexes are trimmed on write and on revoke.
-// A refresh token's value is 43 random characters (256 bits) followed by its
-// grant id, so the family is known from the value; the lookup is by the
-// SHA-256 of the whole value, and Redis never holds a usable token.
+// The braces are Redis Cluster hash tags. Everything rotation touches is in
+// one key, so one Lua script changes it atomically on a single node and on a
+// Cluster alike; the indexes are trimmed on write and on revoke, and are a
+// clean-up aid only. A refresh token's value is 43 random characters (256
+// bits) followed by its grant id, so its login is known from the value; the
+// lookup is by the SHA-256 of the whole value, and Redis never holds a
+// usable token.
 //
 // Rotation is one script (ROTATE): the presented token becomes a tombstone
 // and its successor is stored in the same step, or nothing happens. The
@@ -32,7 +23,7 @@
 // command that sat in a stalled Redis until after the service answered 503
 // cannot consume the token behind the client's back: the client's retry then
 // finds its token still live. Revocation truth is in Postgres
-// (src/tokens/sessions.ts); deleting families here is clean-up.
+// (src/tokens/sessions.ts); deleting logins here is clean-up.
 import type { ChainableCommander } from 'ioredis';
 import { errors } from 'oidc-provider';
 import type { SessionCleanup } from '../accounts/lifecycle.ts';
@@ -42,6 +33,7 @@ import { randomToken, SealError, sha256 } from '../lib/crypto.ts';
 import type { SecurityEvents } from '../security/events.ts';
 import { checkAcks, execBySlot, redisCall, type RedisClient, type ReplicaWait, type SlotGroup } from '../store/redis.ts';
 import { atBoundary, currentContext, refreshRequest, type OidcContext } from './oidc.ts';
+import { formatLogin, graceConsumedAt, ISSUE, parseLogin, REVOKE, ROTATE, tombstoneOf, UNDO } from './login-record.ts';
 import { answerWithSuccessor, openSuccessor, sealSuccessor } from './refresh-grace.ts';
 
 type Payload = Record<string, unknown> & {
@@ -71,7 +63,6 @@ export class RefreshTokenReused extends errors.InvalidGrant {
 
 const RANDOM_CHARS = 43; // randomToken(): 32 bytes, base64url
 const ID = /^[A-Za-z0-9_-]{16,128}$/;
-const TOMBSTONE_HASH_CHARS = 22;
 
 /** A new refresh token value for a grant: 256 random bits, then the grant id (its hash tag). */
 export function refreshTokenValue(grantId: string | undefined): string {
@@ -84,69 +75,16 @@ export function grantIdOf(value: string): string | undefined {
   return value.length > RANDOM_CHARS && ID.test(grantId) && /^[A-Za-z0-9_-]+$/.test(value.slice(0, RANDOM_CHARS)) ? grantId : undefined;
 }
 
-const tombstoneField = (hash: string) => `t:${hash.slice(0, TOMBSTONE_HASH_CHARS)}`;
-
-// ROTATE KEYS[1]=family; ARGV: presented hash, successor hash, successor
-// payload, successor expiry (s), deadline (ms), grace window (ms, 0 = off),
-// sealed successor ('' = none), presented token's expiry (s).
-// Returns {'ok'}, {'late'} (deadline passed: nothing done), {'gone'} (no such
-// live or consumed token), {'grace', sealed} (the immediate predecessor
-// within the window: nothing done) or {'reused', grant} (family deleted).
-const ROTATE = `
-local t = redis.call('TIME')
-local nowS = tonumber(t[1])
-local nowMs = nowS * 1000 + math.floor(tonumber(t[2]) / 1000)
-if nowMs > tonumber(ARGV[5]) then return {'late'} end
-local F = KEYS[1]
-local tomb = 't:' .. string.sub(ARGV[1], 1, ${TOMBSTONE_HASH_CHARS})
-if redis.call('HGET', F, 'rh') == ARGV[1] then
-  local all = redis.call('HGETALL', F)
-  for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) == 't:' then
-      local exp = tonumber(string.match(all[i + 1], ':(%d+)$'))
-      if exp and exp <= nowS then redis.call('HDEL', F, all[i]) end
-    end
-  end
-  redis.call('HSET', F, 'rh', ARGV[2], 'rp', ARGV[3], tomb, nowS .. ':' .. ARGV[8])
-  if ARGV[7] ~= '' then
-    redis.call('HSET', F, 'gs', ARGV[1] .. ':' .. nowMs .. ':' .. ARGV[7])
-  else
-    redis.call('HDEL', F, 'gs')
-  end
-  redis.call('EXPIREAT', F, ARGV[4])
-  return {'ok'}
-end
-if redis.call('HEXISTS', F, tomb) == 0 then return {'gone'} end
-local gs = redis.call('HGET', F, 'gs')
-if gs and tonumber(ARGV[6]) > 0 then
-  local h, at, sealed = string.match(gs, '^([^:]+):(%d+):(.*)$')
-  if h == ARGV[1] and nowMs - tonumber(at) <= tonumber(ARGV[6]) then return {'grace', sealed} end
-end
-local g = redis.call('HGET', F, 'g')
-redis.call('DEL', F)
-return {'reused', g or ''}`;
-
-// UNDO KEYS[1]=family; ARGV: presented hash, successor hash, presented payload.
-// Puts the presented token back when its successor was not replicated (WAIT).
-const UNDO = `
-if redis.call('HGET', KEYS[1], 'rh') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'rh', ARGV[1], 'rp', ARGV[3])
-redis.call('HDEL', KEYS[1], 't:' .. string.sub(ARGV[1], 1, ${TOMBSTONE_HASH_CHARS}), 'gs')
-return 1`;
-
-// REVOKE KEYS[1]=family: deletes it, returns its Grant payload (for the indexes).
-const REVOKE = `
-local g = redis.call('HGET', KEYS[1], 'g')
-redis.call('DEL', KEYS[1])
-return g or ''`;
 
 type Scripts = {
   idpRotate(key: string, ...args: (string | number)[]): Promise<string[]>;
   idpUndo(key: string, ...args: (string | number)[]): Promise<number>;
+  idpIssue(key: string, ...args: (string | number)[]): Promise<number>;
 };
 type PipelineScripts = {
   idpRotate(key: string, ...args: (string | number)[]): ChainableCommander;
   idpRevoke(key: string): ChainableCommander;
+  idpIssue(key: string, ...args: (string | number)[]): ChainableCommander;
 };
 
 const epoch = () => Math.floor(Date.now() / 1000);
@@ -163,7 +101,8 @@ export type TokenStoreOptions = {
   commandTimeoutMs?: number;
 };
 
-type Family = { grantId: string; grant: Payload | undefined; liveHash: string | null; live: string | null; grace: string | null; tombstone: string | null };
+/** One login as read for a presented refresh token. */
+type Family = { grantId: string; grant: Payload | undefined; liveHash: string; live: string; grace: string; tombstones: string };
 
 // What one request knows: the family it read, and the consume oidc-provider
 // asked for, to be carried out atomically with the successor's save.
@@ -207,6 +146,7 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
     this.deadlineMs = Math.floor((opts.commandTimeoutMs ?? 1000) / 2);
     redis.defineCommand('idpRotate', { numberOfKeys: 1, lua: ROTATE });
     redis.defineCommand('idpUndo', { numberOfKeys: 1, lua: UNDO });
+    redis.defineCommand('idpIssue', { numberOfKeys: 1, lua: ISSUE });
     redis.defineCommand('idpRevoke', { numberOfKeys: 1, lua: REVOKE });
   }
 
@@ -230,15 +170,14 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
     return execBySlot(this.redis, groups, this.wait);
   }
 
-  /** Every key this store holds for one login (the family hash): for tests and the memory figure. */
-  loginKeys(grantId: string): string[] {
-    return [this.familyKey(grantId)];
+  /** A login as stored (for tests and the memory figure): undefined when gone. */
+  async readLogin(grantId: string) {
+    return parseLogin(await this.redis.get(this.familyKey(grantId)));
   }
 
-  async readFamily(grantId: string, hash: string): Promise<Family> {
-    const fields = ['g', 'rh', 'rp', 'gs', tombstoneField(hash)];
-    const [g, liveHash, live, grace, tombstone] = await this.redis.hmget(this.familyKey(grantId), ...fields);
-    return { grantId, grant: parse(g), liveHash: liveHash ?? null, live: live ?? null, grace: grace ?? null, tombstone: tombstone ?? null };
+  async readFamily(grantId: string): Promise<Family | undefined> {
+    const record = await this.readLogin(grantId);
+    return record && { grantId, ...record, grant: parse(record.grant) };
   }
 
   // Index upkeep for a login: add (trimming what expired), or only push the
@@ -256,8 +195,8 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
       pipe.expireat(key, expiresAt, 'NX');
       pipe.expireat(key, expiresAt, 'GT');
     };
-    if (accountId) groups.push(upkeep(this.accountKey(accountId), `${grantId} ${clientId ?? ''}`));
-    if (clientId) groups.push(upkeep(this.clientKey(clientId), `${grantId} ${accountId ?? ''}`));
+    if (typeof accountId === 'string') groups.push(upkeep(this.accountKey(accountId), grantId));
+    if (typeof clientId === 'string') groups.push(upkeep(this.clientKey(clientId), grantId));
     return groups;
   }
 
@@ -268,14 +207,8 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
     const { jti: _jti, ...stored } = payload;
     const family = this.familyKey(grantId);
     return redisCall(async () => {
-      await this.write([
-        (pipe) => {
-          pipe.del(family);
-          pipe.hset(family, 'g', JSON.stringify(stored));
-          pipe.expireat(family, expiresAt);
-        },
-        ...this.#indexGroups(payload, grantId, expiresAt, true),
-      ]);
+      const record = formatLogin({ liveHash: '', grace: '', tombstones: '', live: '', grant: JSON.stringify(stored) });
+      await this.write([(pipe) => void pipe.set(family, record, 'EXAT', expiresAt), ...this.#indexGroups(payload, grantId, expiresAt, true)]);
     });
   }
 
@@ -284,13 +217,11 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
     const expiresAt = payload.exp ?? epoch() + this.bareGrantTtl;
     const family = this.familyKey(grantId);
     return redisCall(async () => {
-      await this.write([
-        (pipe) => {
-          pipe.hset(family, 'rh', hash, 'rp', storedRefreshToken(payload));
-          pipe.expireat(family, expiresAt);
-        },
+      const [issued] = await this.write([
+        (pipe) => void (pipe as ChainableCommander & PipelineScripts).idpIssue(family, hash, storedRefreshToken(payload), expiresAt),
         ...this.#indexGroups(payload, grantId, expiresAt, false),
       ]);
+      if (issued !== 1) throw new errors.InvalidGrant('grant request is invalid');
     });
   }
 
@@ -354,25 +285,28 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
   unindex(grantId: string, grant: Payload): Promise<void> {
     const { accountId, clientId } = grant;
     const groups: SlotGroup[] = [];
-    if (typeof accountId === 'string') groups.push((pipe) => pipe.zrem(this.accountKey(accountId), `${grantId} ${String(clientId ?? '')}`));
-    if (typeof clientId === 'string') groups.push((pipe) => pipe.zrem(this.clientKey(clientId), `${grantId} ${String(accountId ?? '')}`));
+    if (typeof accountId === 'string') groups.push((pipe) => pipe.zrem(this.accountKey(accountId), grantId));
+    if (typeof clientId === 'string') groups.push((pipe) => pipe.zrem(this.clientKey(clientId), grantId));
     return redisCall(async () => {
       if (groups.length) await this.write(groups);
     });
   }
 
-  // Deletes the logins an index lists, and removes exactly the members it
-  // read from both indexes (a login saved meanwhile stays indexed).
-  async #purge(index: string, otherIndex: (other: string) => string, member: (grantId: string, other: string) => string): Promise<number> {
+  // Deletes the logins an index lists and removes exactly the members it
+  // read (a login saved meanwhile stays indexed), from this index and from
+  // the other one each deleted login names.
+  async #purge(index: string, other: (grant: Payload) => string | undefined): Promise<number> {
     return redisCall(async () => {
       const members = await this.redis.zrange(index, 0, -1);
       if (!members.length) return 0;
-      const groups: SlotGroup[] = [(pipe) => pipe.zrem(index, ...members)];
-      for (const m of members) {
-        const [grantId, other] = m.split(' ') as [string, string | undefined];
-        groups.push((pipe) => pipe.unlink(this.familyKey(grantId)));
-        if (other) groups.push((pipe) => pipe.zrem(otherIndex(other), member(grantId, other)));
-      }
+      const grants = await this.write(
+        members.map((grantId) => (pipe) => void (pipe as ChainableCommander & PipelineScripts).idpRevoke(this.familyKey(grantId))),
+      );
+      const groups: SlotGroup[] = [(pipe) => void pipe.zrem(index, ...members)];
+      members.forEach((grantId, i) => {
+        const otherIndex = other(parse(grants[i] as string) ?? {});
+        if (otherIndex) groups.push((pipe) => void pipe.zrem(otherIndex, grantId));
+      });
       await this.write(groups);
       return members.length;
     });
@@ -380,12 +314,12 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
 
   /** Clean-up after an account's sessions were revoked in Postgres: deletes its logins. */
   purgeAccount(accountId: string): Promise<number> {
-    return this.#purge(this.accountKey(accountId), (clientId) => this.clientKey(clientId), (grantId) => `${grantId} ${accountId}`);
+    return this.#purge(this.accountKey(accountId), (g) => (typeof g.clientId === 'string' ? this.clientKey(g.clientId) : undefined));
   }
 
   /** Clean-up after a client was deleted or its sessions revoked: deletes its logins. */
   purgeClient(clientId: string): Promise<number> {
-    return this.#purge(this.clientKey(clientId), (accountId) => this.accountKey(accountId), (grantId) => `${grantId} ${clientId}`);
+    return this.#purge(this.clientKey(clientId), (g) => (typeof g.accountId === 'string' ? this.accountKey(g.accountId) : undefined));
   }
 
   adapterFor(model: string): RedisAdapter {
@@ -474,35 +408,34 @@ export class RedisAdapter {
 
   async #findGrant(grantId: string): Promise<Payload | undefined> {
     const known = stateOf(currentContext())?.family;
-    const grant =
-      known?.grantId === grantId ? known.grant : parse(await redisCall(() => this.store.redis.hget(this.store.familyKey(grantId), 'g')));
+    const grant = known?.grantId === grantId ? known.grant : (await redisCall(() => this.store.readFamily(grantId)))?.grant;
     return grant ? { ...grant, jti: grantId } : undefined;
   }
 
   async #findRefreshToken(value: string): Promise<Payload | undefined> {
     const grantId = grantIdOf(value);
     if (!grantId) return undefined;
-    const hash = sha256(value);
-    const family = await redisCall(() => this.store.readFamily(grantId, hash));
-    const { grant } = family;
-    if (!grant) return undefined;
+    const family = await redisCall(() => this.store.readFamily(grantId));
+    const grant = family?.grant;
+    if (!family || !grant) return undefined;
     const ctx = currentContext();
     const state = stateOf(ctx);
     if (state) state.family = family;
+    const hash = sha256(value);
     const fromGrant = { jti: value, kind: 'RefreshToken', grantId, accountId: grant.accountId, clientId: grant.clientId };
     if (family.liveHash === hash && family.live) return { ...parse(family.live), ...fromGrant };
-    if (!family.tombstone) return undefined;
+    const exp = tombstoneOf(family.tombstones, hash);
+    if (!exp || exp <= epoch()) return undefined;
 
-    const [consumedAt, exp] = family.tombstone.split(':').map(Number) as [number, number];
-    const consumed = { iat: consumedAt, exp, consumed: consumedAt, ...fromGrant };
+    const consumed = { exp, consumed: 1, ...fromGrant };
     // A consumed token presented to refresh by its own client: the grace
     // window's immediate predecessor goes on through the checks (ROTATE then
     // answers with the same successor); anything else is a reuse.
     const request = refreshRequest(ctx);
     if (!request || request.clientId !== grant.clientId) return consumed;
-    const graceAt = family.grace?.startsWith(`${hash}:`) ? Number(family.grace.split(':')[1]) : NaN;
+    const consumedAt = graceConsumedAt(family.grace, hash);
     // (ROTATE checks the window again on Redis's clock; a second of slack here.)
-    if (this.store.graceMs && Date.now() - graceAt <= this.store.graceMs + 1000 && family.live) {
+    if (this.store.graceMs && consumedAt !== undefined && Date.now() - consumedAt <= this.store.graceMs + 1000 && family.live) {
       return { ...parse(family.live), ...fromGrant };
     }
     await this.store.revokeFamily(grantId);
