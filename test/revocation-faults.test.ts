@@ -101,6 +101,37 @@ describe('a revocation while Redis hangs for 3 s', () => {
   }
 });
 
+describe('a client deleted while Redis hangs', () => {
+  test('re-created with the same id afterwards: its old refresh tokens are invalid_grant', async () => {
+    const svc = await startTestService({ REDIS_URL: redis.url });
+    try {
+      const { token: root } = await adminToken(svc);
+      const body = { client_id: 'gateway-x', grant_types: ['password', 'refresh_token'], scope: 'api:read' };
+      const created = await call(svc.adminUrl, 'POST', '/admin/clients', { token: root, body });
+      const u = await svc.user();
+      const old = { id: 'gateway-x', secret: created.body.client_secret as string };
+      const sessions = [await passwordLogin(svc, old, u.email, u.password), await passwordLogin(svc, old, u.email, u.password)];
+
+      const hung = hang(3000);
+      const deleted = await call(svc.adminUrl, 'DELETE', '/admin/clients/gateway-x', { token: root });
+      await hung;
+      assert.equal(deleted.status, 204, 'deleted (Postgres); the Redis clean-up failed meanwhile');
+      assert.ok(await svc.stores.redis!.exists(svc.tokenStore!.clientKey('gateway-x')), 'the logins are still in Redis');
+
+      const again = await call(svc.adminUrl, 'POST', '/admin/clients', { token: root, body });
+      assert.equal(again.status, 201);
+      const renewed = { id: 'gateway-x', secret: again.body.client_secret as string };
+      for (const s of sessions) {
+        const r = await refresh(svc, renewed, s.body.refresh_token as string);
+        assert.equal(r.status, 400, `an old session works for the new client: ${r.text}`);
+        assert.equal(r.body.error, 'invalid_grant');
+      }
+    } finally {
+      await svc.stop();
+    }
+  });
+});
+
 describe('refreshing through a 4 s hang', () => {
   const services: TestService[] = [];
   before(async () => {
