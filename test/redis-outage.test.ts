@@ -20,6 +20,13 @@ after(async () => {
   await redis.stop();
 });
 
+/** Fails instead of hanging when a request waits on a hung Redis with no timeout. */
+function within<T>(ms: number, request: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)));
+  return Promise.race([request, late]).finally(() => clearTimeout(timer));
+}
+
 async function eventually200(request: () => ReturnType<typeof postForm>) {
   const deadline = Date.now() + 10_000;
   let res = await request();
@@ -45,14 +52,14 @@ for (const outage of ['hung (SIGSTOP)', 'killed'] as const) {
     if (outage === 'killed') await redis.stop();
     else redis.pause();
     try {
-      const down = await login();
+      const down = await within(5000, login());
       assert.equal(down.status, 503, down.text);
       assert.equal(down.body.error, 'temporarily_unavailable');
       assert.equal(down.body.access_token, undefined);
       assert.ok(down.headers.get('retry-after'));
       assert.ok(down.ms < 2000, `took ${down.ms} ms`);
 
-      const stalled = await refresh(rt);
+      const stalled = await within(5000, refresh(rt));
       assert.equal(stalled.status, 503, stalled.text);
       assert.ok(stalled.ms < 2000, `took ${stalled.ms} ms`);
 
