@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import * as oauth from 'openid-client';
+import { formatLogin, MAX_TOMBSTONES } from '../src/tokens/login-record.ts';
 import { basic, postForm, startTestService, type TestService } from './support/service.ts';
 import { passwordLogin, refresh, sleep } from './support/security.ts';
 
@@ -113,4 +114,23 @@ test('a login without a refresh token is kept no longer than its access token', 
   assert.ok(ttl > 0 && ttl <= svc.config.accessTokenTtl, `kept ${ttl} s`);
   const login = await svc.tokenStore!.readLogin(grantOf(r));
   assert.equal(login?.liveHash, '', 'no refresh token');
+});
+
+test('a login rotated more than MAX_TOMBSTONES times keeps only the newest tombstones', async () => {
+  // The rotation script itself, on a login that already holds the maximum (built directly: 1024 real rotations take long).
+  const store = svc.tokenStore!;
+  const grantId = 'G'.repeat(43);
+  const future = Math.floor(Date.now() / 1000) + 3600;
+  const tombstones = Array.from({ length: MAX_TOMBSTONES }, (_, i) => `${String(i).padStart(16, '0')}${future}`).join('');
+  const grant = JSON.stringify({ accountId: 'a', clientId: 'c' });
+  await svc.stores.redis!.set(store.familyKey(grantId), formatLogin({ liveHash: 'h'.repeat(43), grace: '', tombstones, live: '{}', grant }), 'EX', 60);
+  const [outcome] = await store.rotate(
+    { grantId, presented: 'x', hash: 'h'.repeat(43), stored: '{}', exp: future },
+    { hash: 'n'.repeat(43), payload: { exp: future }, sealed: '' },
+  );
+  assert.equal(outcome, 'ok');
+  const after = (await store.readLogin(grantId))!;
+  assert.equal(after.tombstones.length, MAX_TOMBSTONES * 26);
+  assert.ok(!after.tombstones.startsWith('0'.repeat(16)), 'the oldest went first');
+  assert.ok(after.tombstones.endsWith(`${'h'.repeat(16)}${future}`), 'the newest is kept');
 });

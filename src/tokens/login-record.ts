@@ -12,7 +12,10 @@
 //      under the consumed token>" (src/tokens/refresh-grace.ts), else ''
 //   3  tombstones of consumed refresh tokens, 26 characters each: the first
 //      16 characters of the token's hash and its expiry (10 digits, epoch
-//      seconds); each is dropped once its token would have expired anyway
+//      seconds); each is dropped once its token would have expired anyway,
+//      and beyond MAX_TOMBSTONES the oldest go first (a client rotating one
+//      login thousands of times cannot grow it, or the script's work, without
+//      bound; such an old token is then refused without revoking the login)
 //   4  the live refresh token's payload (JSON, without what line 5 says)
 //   5  the Grant payload (JSON, with its session stamp)
 //
@@ -21,6 +24,7 @@
 
 export const TOMBSTONE_HASH = 16;
 const TOMBSTONE = TOMBSTONE_HASH + 10;
+export const MAX_TOMBSTONES = 1024;
 
 export type LoginRecord = { liveHash: string; grace: string; tombstones: string; live: string; grant: string };
 
@@ -80,6 +84,7 @@ if rh == ARGV[1] then
     if tonumber(string.sub(rec, ${TOMBSTONE_HASH + 1})) > nowS then kept[#kept + 1] = rec end
   end
   kept[#kept + 1] = h .. string.format('%010d', tonumber(ARGV[8]))
+  if #kept > ${MAX_TOMBSTONES} then kept = {unpack(kept, #kept - ${MAX_TOMBSTONES - 1})} end
   local grace = ''
   if ARGV[7] ~= '' then grace = ARGV[1] .. ':' .. nowMs .. ':' .. ARGV[7] end
   redis.call('SET', KEYS[1], ARGV[2] .. '\\n' .. grace .. '\\n' .. table.concat(kept) .. '\\n' .. ARGV[3] .. '\\n' .. g, 'EXAT', ARGV[4])
