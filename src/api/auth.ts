@@ -24,6 +24,8 @@ export type BearerOptions = {
   /** Is this kid still published? (Postgres: revocations by other processes.) */
   keyPublished(kid: string): Promise<boolean>;
   role?: string;
+  /** The audience is one the client must still be allowed (ADMIN_AUDIENCE), not the default one. */
+  restrictedAudience?: boolean;
 };
 
 export function requireBearer(opts: BearerOptions): RequestHandler {
@@ -33,6 +35,8 @@ export function requireBearer(opts: BearerOptions): RequestHandler {
     const auth = (req as Request & { auth: AuthInfo }).auth;
     const [session, published] = await Promise.all([opts.sessions.check(auth.claims), opts.keyPublished(String(auth.header.kid ?? ''))]);
     if (!session || !published) throw revoked();
+    // An admin console whose permission was withdrawn: its admin tokens end with it.
+    if (opts.restrictedAudience && !session.clientResources.includes(opts.audience)) throw revoked();
     if (opts.role && !session.roles.includes(opts.role)) {
       throw new ServiceError('insufficient_scope', `the ${opts.role} role is required`);
     }

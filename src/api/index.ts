@@ -41,7 +41,7 @@ export function apiRouters(deps: ApiDeps): { admin: Router; selfService: Router 
   const bearer = { issuer: deps.config.issuer, keys: deps.keys, keyPublished: deps.keyPublished, sessions: deps.sessions };
   // Admin tokens are only those issued for the admin API's own audience.
   const guards = {
-    admin: requireBearer({ ...bearer, audience: deps.config.adminAudience, role: 'admin' }),
+    admin: requireBearer({ ...bearer, audience: deps.config.adminAudience, restrictedAudience: true, role: 'admin' }),
     user: requireBearer({ ...bearer, audience: deps.config.audience }),
   };
   const document = openApiDocument([...routes.admin, ...routes.selfService]);

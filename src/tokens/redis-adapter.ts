@@ -61,8 +61,8 @@ export class RefreshTokenReused extends errors.InvalidGrant {
   }
 }
 
-const RANDOM_CHARS = 43; // randomToken(): 32 bytes, base64url
-const ID = /^[A-Za-z0-9_-]{16,128}$/;
+// randomToken() (32 bytes, base64url: 43 characters), then an oidc-provider id.
+const REFRESH_TOKEN_VALUE = /^[A-Za-z0-9_-]{43}([A-Za-z0-9_-]{16,128})$/;
 
 /** A new refresh token value for a grant: 256 random bits, then the grant id (its hash tag). */
 export function refreshTokenValue(grantId: string | undefined): string {
@@ -71,15 +71,12 @@ export function refreshTokenValue(grantId: string | undefined): string {
 
 /** The grant a refresh token value names, if it is well formed. */
 export function grantIdOf(value: string): string | undefined {
-  const grantId = value.slice(RANDOM_CHARS);
-  return value.length > RANDOM_CHARS && ID.test(grantId) && /^[A-Za-z0-9_-]+$/.test(value.slice(0, RANDOM_CHARS)) ? grantId : undefined;
+  return REFRESH_TOKEN_VALUE.exec(value)?.[1];
 }
-
 
 type Scripts = {
   idpRotate(key: string, ...args: (string | number)[]): Promise<string[]>;
   idpUndo(key: string, ...args: (string | number)[]): Promise<number>;
-  idpIssue(key: string, ...args: (string | number)[]): Promise<number>;
 };
 type PipelineScripts = {
   idpRotate(key: string, ...args: (string | number)[]): ChainableCommander;
@@ -213,16 +210,16 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
   }
 
   /** The first refresh token of a login: the family now lives as long as it does. */
-  saveFirstRefreshToken(grantId: string, hash: string, payload: Payload): Promise<void> {
+  async saveFirstRefreshToken(grantId: string, hash: string, payload: Payload): Promise<void> {
     const expiresAt = payload.exp ?? epoch() + this.bareGrantTtl;
     const family = this.familyKey(grantId);
-    return redisCall(async () => {
-      const [issued] = await this.write([
+    const [issued] = await redisCall(() =>
+      this.write([
         (pipe) => void (pipe as ChainableCommander & PipelineScripts).idpIssue(family, hash, storedRefreshToken(payload), expiresAt),
         ...this.#indexGroups(payload, grantId, expiresAt, false),
-      ]);
-      if (issued !== 1) throw new errors.InvalidGrant('grant request is invalid');
-    });
+      ]),
+    );
+    if (issued !== 1) throw new errors.InvalidGrant('grant request is invalid'); // the login is gone
   }
 
   /**

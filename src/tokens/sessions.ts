@@ -92,7 +92,7 @@ export function stampClaims(stamp: SessionStamp | undefined): Record<string, unk
 }
 
 /** The session an access token belongs to, as Postgres sees it now. */
-export type LiveSession = { accountId: string; roles: string[]; clientId: string };
+export type LiveSession = { accountId: string; roles: string[]; clientId: string; clientResources: string[] };
 
 /**
  * The truth for access tokens: the user exists and is active, the client
@@ -117,11 +117,11 @@ export class SessionTruth {
     if (!UUID.test(sub)) return null;
     const [user, client] = await Promise.all([
       this.#db.user.findUnique({ where: { id: sub }, select: { status: true, roles: true, sessionGeneration: true } }),
-      this.#db.client.findUnique({ where: { id: clientId }, select: { sessionEpoch: true } }),
+      this.#db.client.findUnique({ where: { id: clientId }, select: { sessionEpoch: true, allowedResources: true } }),
     ]);
     if (!user || user.status !== 'active' || !client) return null;
     const holds = stampHolds({ generation, clientEpoch }, { generation: user.sessionGeneration }, client.sessionEpoch);
-    return holds ? { accountId: sub, roles: user.roles, clientId } : null;
+    return holds ? { accountId: sub, roles: user.roles, clientId, clientResources: client.allowedResources } : null;
   }
 
   /** For the verifier's `isRevoked` hook: true unless the session still holds. */
