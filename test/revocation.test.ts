@@ -222,6 +222,20 @@ describe('admins, clients and keys', () => {
     assert.equal((await adminCall(fresh, 'GET', '/users')).status, 200);
   });
 
+  test("a revoked session's access token cannot change the password either", async () => {
+    const { token: root } = await adminToken(svc);
+    const u = await svc.user();
+    const gateway = await svc.client();
+    const t = await passwordLogin(svc, gateway, u.email, u.password);
+    assert.equal((await adminCall(root, 'POST', `/users/${u.id}/revoke-sessions`)).status, 200);
+    const res = await call(svc.publicUrl, 'POST', '/account/password', {
+      token: t.body.access_token as string,
+      body: { current_password: u.password, new_password: `${u.password}-stolen` },
+    });
+    assert.equal(res.status, 401);
+    assert.equal((await passwordLogin(svc, gateway, u.email, u.password)).status, 200, 'the password is unchanged');
+  });
+
   test('a password-grant token for the default audience is refused by the admin API, and a gateway cannot mint admin tokens', async () => {
     const a = await svc.user({ roles: ['admin'] });
     const gateway = await svc.client();
