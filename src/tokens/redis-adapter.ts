@@ -186,10 +186,10 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
       if (add) {
         pipe.zadd(key, expiresAt, member);
         pipe.zremrangebyscore(key, '-inf', epoch());
+        pipe.expireat(key, expiresAt, 'NX'); // a new index
       } else {
         pipe.zadd(key, 'XX', 'GT', expiresAt, member);
       }
-      pipe.expireat(key, expiresAt, 'NX');
       pipe.expireat(key, expiresAt, 'GT');
     };
     if (typeof accountId === 'string') groups.push(upkeep(this.accountKey(accountId), grantId));
