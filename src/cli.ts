@@ -7,6 +7,7 @@
 //   identity keys list | rotate | set-alg ALG | revoke KID | rekey
 import { parseArgs } from 'node:util';
 import { importUsers } from './accounts/import.ts';
+import { passwordFromBytes } from './accounts/policy.ts';
 import { GRANT_TYPES, type GrantType } from './clients/index.ts';
 import { loadConfig, type Config } from './config/index.ts';
 import { ServiceError } from './errors.ts';
@@ -31,12 +32,13 @@ const USAGE = `usage:
 
 const list = (v: string | undefined, sep: RegExp) => (v ?? '').split(sep).map((s) => s.trim()).filter(Boolean);
 
-async function readStdin(): Promise<string> {
+async function readStdinBytes(): Promise<Buffer> {
   if (process.stdin.isTTY) throw new ServiceError('validation_failed', '--password-stdin: pipe the password on standard input');
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks);
 }
+
 
 const CLI: AuditMeta = { actor: 'cli' };
 
@@ -97,7 +99,8 @@ async function main(argv: string[]): Promise<number> {
       strict: true,
     });
     if (!values.email || !values['password-stdin']) throw new ServiceError('validation_failed', `missing option\n${USAGE}`);
-    const password = await readStdin();
+    // Strict UTF-8, like /token: a password nobody could type at login is refused here.
+    const password = passwordFromBytes(await readStdinBytes()).replace(/\r?\n$/, '');
     const user = await withServices(config, ({ accounts }) =>
       accounts.create({ email: values.email!, password, roles: list(values.roles, /,/), status: 'active' }, CLI),
     );
@@ -106,7 +109,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   if (command === 'users' && sub === 'import') {
-    const ndjson = await readStdin();
+    const ndjson = (await readStdinBytes()).toString('utf8');
     const report = await withServices(config, ({ accounts }) => importUsers(accounts, ndjson, CLI));
     console.log(JSON.stringify(report, null, 2));
     return report.failed ? 1 : 0;

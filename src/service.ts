@@ -12,6 +12,9 @@ import { bootstrapAdmin } from './accounts/bootstrap.ts';
 import { Accounts, type SessionCleanup } from './accounts/lifecycle.ts';
 import { PasswordLogin } from './accounts/login.ts';
 import { PasswordHasher } from './accounts/passwords.ts';
+import { Background } from './accounts/background.ts';
+import { Mailer } from './accounts/mailer.ts';
+import { Registration } from './accounts/registration.ts';
 import { PasswordResets } from './accounts/reset.ts';
 import { findActiveAccount, legacyHashCount } from './accounts/users.ts';
 import { apiRouters } from './api/index.ts';
@@ -26,6 +29,7 @@ import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { AuditLog } from './security/audit.ts';
 import { countSecurityEvents, createSecurityEvents, type SecurityEvents } from './security/events.ts';
 import { HashGate } from './security/hash-gate.ts';
+import { SelfServiceLimits } from './security/self-service-limits.ts';
 import { LoginThrottle } from './security/throttle.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.ts';
 import { migrate } from './store/migrate.ts';
@@ -95,32 +99,42 @@ async function developmentKek(dataDir: string, logger: Logger): Promise<Buffer> 
   return kek;
 }
 
+/** Most a self-service request's after-the-answer work waits before it starts (see src/accounts/background.ts). */
+const BACKGROUND_MAX_DELAY_MS = 500;
+
 /** The services of the accounts, clients and keys layers, as the CLI and the service both use them. */
 export function domainServices(
   config: Config,
   stores: Stores,
   logger: Logger,
   sessions: SessionCleanup & ClientSessionCleanup,
-  hasher?: PasswordHasher,
+  extras: { hasher?: PasswordHasher; events?: SecurityEvents } = {},
 ) {
   const { db } = stores;
   const audit = new AuditLog(db, logger);
-  const passwords = hasher ?? new PasswordHasher(config.argon2);
-  const accounts = new Accounts({
-    db,
-    hasher: passwords,
-    policy: config.passwordPolicy,
-    roles: config.roles,
-    registrationMode: config.registrationMode,
-    sessions,
-    audit,
-    logger,
-  });
+  const passwords = extras.hasher ?? new PasswordHasher(config.argon2);
+  const accounts = new Accounts({ db, hasher: passwords, policy: config.passwordPolicy, roles: config.roles, sessions, audit, logger });
+  const limits = new SelfServiceLimits(config.selfService, stores.redis, config.redisKeyPrefix, extras.events);
+  const mailer = new Mailer(config.mail, logger);
+  const background = new Background(BACKGROUND_MAX_DELAY_MS, logger);
   return {
     audit,
     hasher: passwords,
     accounts,
-    resets: new PasswordResets({ accounts, db, audit, mail: config.mail, logger }),
+    /** Self-service work still running after its answer; settle() before closing the stores. */
+    background,
+    registration: new Registration({
+      mode: config.registrationMode,
+      accounts,
+      db,
+      hasher: passwords,
+      audit,
+      limits,
+      mailer,
+      background,
+      resetUrl: config.mail.resetUrl,
+    }),
+    resets: new PasswordResets({ accounts, db, audit, mail: config.mail, mailer, limits, background }),
     clients: new Clients({ db, audit, knownScopes: config.scopes, knownResources: [config.adminAudience], sessions, logger }),
     keys: new SigningKeys({ db, kek: stores.kek, policy: keyPolicy(config), audit }),
   };
@@ -190,7 +204,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const memory: MemoryTokenStore | undefined = tokenStore ? undefined : await memoryTokenStore();
   const sessions = tokenStore ?? memory!;
   const hasher = new PasswordHasher(config.argon2, (operation, seconds) => metrics.passwordHashDuration.observe({ operation }, seconds));
-  services = domainServices(config, stores, logger, sessions, hasher);
+  services = domainServices(config, stores, logger, sessions, { hasher, events });
   const { accounts, audit } = services;
   await bootstrapAdmin(accounts, config.adminBootstrap, logger).catch(async (err: unknown) => {
     await stores.close();
@@ -255,6 +269,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const api = apiRouters({
     config,
     accounts,
+    registration: services.registration,
     resets: services.resets,
     clients: services.clients,
     audit,
@@ -301,6 +316,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       // The admin port closes last: probes keep seeing 503 while requests finish.
       await publicDrain.close();
       await adminDrain.close();
+      await services!.background.settle();
       await stores.close();
     },
   };

@@ -1,5 +1,7 @@
-// The password policy through the service, hash agility (bcrypt import and upgrade, rehash after a
-// config change), bulk import, and the bootstrap admin.
+// The password policy through the service (the characters /token refuses are
+// refused at every place a password is set: admin creation, registration,
+// change, reset, CLI, bootstrap), hash agility (bcrypt import and upgrade,
+// rehash after a config change), bulk import, and the bootstrap admin.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -7,12 +9,22 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import bcrypt from 'bcryptjs';
 import { loadConfig } from '../src/config/index.ts';
-import { adminConsoleFor, adminToken, call, gatewayFor } from './support/admin.ts';
+import { adminConsoleFor, call, gatewayAndAdmin, gatewayFor } from './support/admin.ts';
+import { htpasswdBcrypt, mkpasswdBcrypt, pythonBcrypt } from './support/hash-fixtures.ts';
 import { freshDatabase, startTestService, type TestService } from './support/service.ts';
 
 const kek = randomBytes(32).toString('base64');
+
+// What /token refuses in a password, so no place that sets one may accept it.
+const fine = 'a perfectly fine passphrase';
+const BAD = { NUL: `${fine}\u0000`, LF: `${fine}\nsecond line`, ESC: `\u001b[2J${fine}`, C1: `${fine}\u009b`, 'lone surrogate': `${fine}\ud83d` };
+
+function refused(res: { status: number; body: Record<string, any> }, what: string) {
+  assert.equal(res.status, 400, `${what}: ${JSON.stringify(res.body)}`);
+  assert.equal(res.body.field, 'password', what);
+  assert.match(res.body.error_description, /\(password_invalid_characters\)$/, what);
+}
 
 describe('passwords through the service', () => {
   let svc: TestService;
@@ -20,8 +32,7 @@ describe('passwords through the service', () => {
   let token: string;
   before(async () => {
     svc = await startTestService({ REGISTRATION_MODE: 'open' });
-    gw = await gatewayFor(svc);
-    token = (await adminToken(svc)).token;
+    ({ gw, token } = await gatewayAndAdmin(svc));
   });
   after(() => svc.stop());
 
@@ -38,12 +49,28 @@ describe('passwords through the service', () => {
     assert.match(common.body.error_description, /common/);
   });
 
+  test('NUL, control characters and lone surrogates are refused by admin creation, registration, change and reset completion', async () => {
+    const u = await svc.user();
+    const session = await gw.login(u.email, u.password);
+    const forced = await call(svc.adminUrl, 'POST', `/admin/users/${(await svc.user()).id}/reset-password`, { token });
+    const resetToken = new URL(forced.body.reset_url).searchParams.get('token')!;
+    for (const [name, password] of Object.entries(BAD)) {
+      refused(await call(svc.adminUrl, 'POST', '/admin/users', { token, body: { email: `c-${randomBytes(3).toString('hex')}@example.com`, password } }), `create ${name}`);
+      refused(await call(svc.publicUrl, 'POST', '/register', { body: { email: `r-${randomBytes(3).toString('hex')}@example.com`, password } }), `register ${name}`);
+      refused(await call(svc.publicUrl, 'POST', '/account/password', { token: session.access_token, body: { current_password: u.password, new_password: password } }), `change ${name}`);
+      refused(await call(svc.publicUrl, 'POST', '/password/reset', { body: { token: resetToken, password } }), `reset ${name}`);
+    }
+    // None of them took effect: the old password works, the reset link is still unused.
+    assert.ok((await gw.login(u.email, u.password)).access_token);
+    assert.equal((await call(svc.publicUrl, 'POST', '/password/reset', { body: { token: resetToken, password: fine } })).status, 204);
+  });
+
   test('NFC and NFD spellings of a password are the same password', async () => {
     const nfc = 'Crème brûlée à la façon'.normalize('NFC');
     const nfd = nfc.normalize('NFD');
     assert.notEqual(nfc, nfd);
     const reg = await call(svc.publicUrl, 'POST', '/register', { body: { email: 'unicode@example.com', password: nfd } });
-    assert.equal(reg.status, 201);
+    assert.equal(reg.status, 202);
     assert.ok((await gw.login('unicode@example.com', nfc)).access_token);
     assert.ok((await gw.login('unicode@example.com', nfd)).access_token);
   });
@@ -62,10 +89,11 @@ describe('passwords through the service', () => {
   });
 
   test('bcrypt import → login → the hash is argon2id; per-line errors do not stop the import', async () => {
+    // Made by other implementations: libxcrypt ($2a$), Python ($2b$), Apache ($2y$).
     const hashes = {
-      a: bcrypt.hashSync('legacy password a', 4).replace(/^\$2b\$/, '$2a$'),
-      b: bcrypt.hashSync('legacy password b', 4),
-      y: bcrypt.hashSync('legacy password y', 4).replace(/^\$2b\$/, '$2y$'),
+      a: mkpasswdBcrypt('legacy password a', 4, 'a'),
+      b: pythonBcrypt('legacy password b', 4),
+      y: htpasswdBcrypt('legacy password y', 4),
     };
     const longPw = 'L'.repeat(72) + ' tail that bcrypt never saw';
     const ndjson = [
@@ -73,7 +101,7 @@ describe('passwords through the service', () => {
       JSON.stringify({ email: 'legacy.b@example.com', password_hash: hashes.b }),
       '',
       JSON.stringify({ email: 'legacy.y@example.com', password_hash: hashes.y, status: 'active' }),
-      JSON.stringify({ email: 'legacy.long@example.com', password_hash: bcrypt.hashSync(longPw, 4) }),
+      JSON.stringify({ email: 'legacy.long@example.com', password_hash: pythonBcrypt(longPw, 4) }),
       JSON.stringify({ email: 'nopassword@example.com' }),
       '{not json',
       JSON.stringify({ email: 'bad-hash@example.com', password_hash: 'md5:abc' }),
@@ -107,9 +135,12 @@ describe('passwords through the service', () => {
       assert.ok((await gw.login(`legacy.${k}@example.com`, `legacy password ${k}`)).access_token);
     }
     assert.equal(await stats(), 1);
-    // bcrypt saw only 72 bytes; accepting a longer password would be truncation.
-    await assert.rejects(gw.login('legacy.long@example.com', longPw));
+    // bcrypt saw only the first 72 bytes: those are verified, then argon2id of the
+    // whole password replaces the hash, and from then on every byte counts.
+    assert.ok((await gw.login('legacy.long@example.com', longPw)).access_token);
+    assert.match((await hashOf('legacy.long@example.com'))!, /^\$argon2id\$/);
     await assert.rejects(gw.login('legacy.long@example.com', longPw.slice(0, 72) + 'something else'));
+    assert.equal(await stats(), 0);
     await assert.rejects(gw.login('nopassword@example.com', ''), (e: any) => e.error === 'invalid_request');
     await assert.rejects(gw.login('nopassword@example.com', 'anything at all'), (e: any) => e.error === 'invalid_grant');
   });
@@ -174,12 +205,45 @@ test('bootstrap admin from env: created once, idempotent, no default credentials
   }
 });
 
+test('the CLI and the bootstrap admin refuse such passwords, and bytes that are not UTF-8', async () => {
+  const db = await freshDatabase();
+  const dir = await mkdtemp(join(tmpdir(), 'idp-pwchars-'));
+  try {
+    const cli = new URL('../src/cli.ts', import.meta.url).pathname;
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, DATABASE_URL: db.url, KEY_ENCRYPTION_KEY: kek, LOG_LEVEL: 'silent' };
+    const inputs: Record<string, Buffer> = {
+      ...Object.fromEntries(Object.entries(BAD).filter(([name]) => name !== 'lone surrogate').map(([n, p]) => [n, Buffer.from(p)])),
+      'a surrogate as WTF-8 (ED A0 BD)': Buffer.concat([Buffer.from(fine), Buffer.from([0xed, 0xa0, 0xbd])]),
+      'Latin-1 é': Buffer.concat([Buffer.from(fine), Buffer.from([0xe9])]),
+    };
+    for (const [name, input] of Object.entries(inputs)) {
+      const r = spawnSync(process.execPath, [cli, 'users', 'create', '--email', 'cli@example.com', '--password-stdin'], { env, input, encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 2, `CLI ${name}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /password must (not contain|be valid UTF-8)/, name);
+    }
+    const ok = spawnSync(process.execPath, [cli, 'users', 'create', '--email', 'cli@example.com', '--password-stdin'], { env, input: `${fine}\n`, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(ok.status, 0, ok.stderr);
+
+    const file = join(dir, 'password');
+    for (const [name, bytes] of Object.entries(inputs)) {
+      await writeFile(file, bytes);
+      await assert.rejects(
+        startTestService({ ADMIN_BOOTSTRAP_EMAIL: 'root@example.com', ADMIN_BOOTSTRAP_PASSWORD_FILE: file, KEY_ENCRYPTION_KEY: kek }, { databaseUrl: db.url }),
+        /ADMIN_BOOTSTRAP: password must (not contain|be valid UTF-8)/,
+        `bootstrap ${name}`,
+      );
+    }
+  } finally {
+    await db.drop();
+  }
+});
+
 test('the CLI imports NDJSON and reports per-line errors', async () => {
   const db = await freshDatabase();
   try {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, DATABASE_URL: db.url, KEY_ENCRYPTION_KEY: kek, LOG_LEVEL: 'silent' };
     const input = [
-      JSON.stringify({ email: 'cli.one@example.com', roles: ['viewer'], password_hash: bcrypt.hashSync('cli password one', 4) }),
+      JSON.stringify({ email: 'cli.one@example.com', roles: ['viewer'], password_hash: mkpasswdBcrypt('cli password one', 4) }),
       JSON.stringify({ email: 'cli.two@example.com', status: 'pending' }),
       JSON.stringify({ email: 'broken' }),
     ].join('\n');

@@ -3,58 +3,31 @@
 // self-service password change.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { SMTPServer } from 'smtp-server';
-import { adminToken, call, gatewayFor, type Json } from './support/admin.ts';
-import { freePort, startTestService, type TestService } from './support/service.ts';
+import { call, gatewayAndAdmin, gatewayFor, type Json } from './support/admin.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { TestMailbox, tokenIn } from './support/smtp.ts';
 
-type Mail = { to: string[]; raw: string };
-const inbox: Mail[] = [];
-let smtp: SMTPServer;
+const mailbox = new TestMailbox();
+const inbox = mailbox.inbox;
+const mailFor = (address: string, count?: number) => mailbox.mailFor(address, count);
 let svc: TestService;
 let gw: Awaited<ReturnType<typeof gatewayFor>>;
 let token: string;
 
-// Quoted-printable soft line breaks and escapes, enough to read a link.
-const decodeQp = (s: string) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
-
-async function mailFor(address: string, count = 1): Promise<Mail> {
-  for (let i = 0; i < 100; i++) {
-    const mails = inbox.filter((m) => m.to.includes(address));
-    if (mails.length >= count) return mails[count - 1]!;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`no mail for ${address}`);
-}
-const tokenIn = (mail: Mail) => /[?&]token=([A-Za-z0-9_-]+)/.exec(decodeQp(mail.raw))![1]!;
 const pub = (path: string, body: unknown, bearer?: string) => call(svc.publicUrl, 'POST', path, { body, token: bearer });
 
 before(async () => {
-  const port = await freePort();
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onData(stream, session, done) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
-        done();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(port, '127.0.0.1', resolve));
+  await mailbox.start();
   svc = await startTestService({
-    SMTP_URL: `smtp://127.0.0.1:${port}`,
+    SMTP_URL: mailbox.url,
     MAIL_FROM: 'identity@example.com',
     PASSWORD_RESET_URL: 'https://app.example.com/reset',
   });
-  gw = await gatewayFor(svc);
-  token = (await adminToken(svc)).token;
+  ({ gw, token } = await gatewayAndAdmin(svc));
 });
 after(async () => {
   await svc.stop();
-  await new Promise<void>((resolve) => smtp.close(() => resolve()));
+  await mailbox.close();
 });
 
 async function auditTypes(subject: string): Promise<string[]> {
@@ -71,7 +44,7 @@ describe('password reset by email', () => {
     assert.equal(res.status, 202);
     const mail = await mailFor('reset.me@example.com');
     assert.match(mail.raw, /From: identity@example.com/);
-    assert.match(decodeQp(mail.raw), /https:\/\/app\.example\.com\/reset\?token=/);
+    assert.match(mail.text, /https:\/\/app\.example\.com\/reset\?token=/);
     const resetToken = tokenIn(mail);
     assert.ok(Buffer.from(resetToken, 'base64url').length >= 16, 'at least 128 bits');
 

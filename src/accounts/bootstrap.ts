@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { ServiceError } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Accounts } from './lifecycle.ts';
+import { passwordFromBytes } from './policy.ts';
 
 export async function bootstrapAdmin(
   accounts: Accounts,
@@ -13,11 +14,12 @@ export async function bootstrapAdmin(
   logger: Logger,
 ): Promise<'created' | 'skipped'> {
   if (!bootstrap) return 'skipped';
-  const password = (await readFile(bootstrap.passwordFile, 'utf8').catch((cause: unknown) => {
+  const bytes = await readFile(bootstrap.passwordFile).catch((cause: unknown) => {
     throw new ServiceError('config_invalid', `ADMIN_BOOTSTRAP_PASSWORD_FILE: cannot read ${bootstrap.passwordFile}`, { cause });
-  })).replace(/\r?\n$/, '');
+  });
   if (await accounts.hasAdmin()) return 'skipped';
   try {
+    const password = passwordFromBytes(bytes).replace(/\r?\n$/, '');
     const user = await accounts.create(
       { email: bootstrap.email, password, roles: ['admin'], status: 'active' },
       { actor: 'bootstrap' },

@@ -1,15 +1,16 @@
 // Bulk import from NDJSON, one user per line:
 //   {"email": "...", "roles": ["viewer"], "status": "active", "password_hash": "$2b$12$..."}
-// password_hash is a bcrypt ($2a$/$2b$/$2y$) or argon2 hash, or absent/null
-// (the user sets a password through a reset). bcrypt hashes are upgraded to
-// argon2id at the user's first login. A bad line is reported and skipped.
+// password_hash is a hash of a supported scheme (./hash-schemes: bcrypt
+// $2a$/$2b$/$2y$ up to cost 14, argon2 PHC strings with bounded parameters in
+// any order), or absent/null (the user sets a password through a reset).
+// Legacy hashes are upgraded to argon2id at the user's first login. A bad line
+// is reported and skipped.
 import { z } from 'zod';
 import { ServiceError } from '../errors.ts';
 import type { AuditMeta } from '../security/audit.ts';
 import type { Accounts } from './lifecycle.ts';
-import { BCRYPT_HASH, isLegacyHash } from './passwords.ts';
-
-const ARGON2_HASH = /^\$argon2(id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/;
+import { refuseImportedHash } from './hash-schemes/index.ts';
+import { isLegacyHash } from './passwords.ts';
 
 export const importLine = z.strictObject({
   email: z.string().max(320),
@@ -17,7 +18,11 @@ export const importLine = z.strictObject({
   status: z.enum(['pending', 'active', 'disabled']).default('active'),
   password_hash: z
     .string()
-    .refine((h) => BCRYPT_HASH.test(h) || ARGON2_HASH.test(h), 'not a bcrypt ($2a$/$2b$/$2y$) or argon2 hash')
+    .max(1024)
+    .superRefine((hash, ctx) => {
+      const reason = refuseImportedHash(hash);
+      if (reason) ctx.addIssue({ code: 'custom', message: reason });
+    })
     .nullable()
     .optional(),
 });

@@ -29,14 +29,11 @@ export type SessionCleanup = {
   purgeAccount(accountId: string): Promise<number>;
 };
 
-export type RegistrationMode = 'closed' | 'open' | 'approval';
-
 export type AccountsDeps = {
   db: Db;
   hasher: PasswordHasher;
   policy: PasswordPolicy;
   roles: readonly string[];
-  registrationMode: RegistrationMode;
   sessions: SessionCleanup;
   audit: AuditLog;
   logger?: Logger;
@@ -82,21 +79,6 @@ export class Accounts {
       ...(input.password !== undefined ? { password: input.password } : { passwordHash: null }),
     });
     await this.#deps.audit.record({ ...meta, type: 'user.created', subject: user.id, details: { roles, status: user.status } });
-    return user;
-  }
-
-  /** Self-registration: never a role or a status from the request. */
-  async register(input: { email: string; password: string }, meta: AuditMeta): Promise<UserView> {
-    const mode = this.#deps.registrationMode;
-    if (mode === 'closed') throw new ServiceError('forbidden', 'self-registration is closed');
-    checkPassword(this.#deps.policy, input.password, { email: input.email });
-    const user = await createUser(this.#deps.db, this.#deps.hasher, {
-      email: input.email,
-      password: input.password,
-      roles: [],
-      status: mode === 'open' ? 'active' : 'pending',
-    });
-    await this.#deps.audit.record({ ...meta, type: 'user.registered', subject: user.id, details: { status: user.status } });
     return user;
   }
 
@@ -208,6 +190,7 @@ export class Accounts {
    * Sets a password with a compare-and-swap on the old hash, a new session
    * generation and `event`'s audit row, in one transaction (`alsoInTx` adds
    * statements to it, e.g. a reset token's single use); then cleans Redis up.
+   * A pending reset link dies with the old password, in the same transaction.
    */
   async setPassword(id: string, oldHash: string | null, password: string, event: AuditInput, alsoInTx?: (tx: Tx) => Promise<void>): Promise<void> {
     const passwordHash = await this.#deps.hasher.hash(password);
@@ -218,6 +201,7 @@ export class Accounts {
         data: { passwordHash, sessionGeneration: { increment: 1 } },
       });
       if (count !== 1) throw new ServiceError('conflict', 'the password was changed concurrently; try again');
+      await tx.passwordResetToken.deleteMany({ where: { userId: id } });
       await this.#deps.audit.recordIn(tx, event);
     });
     await this.#cleanUp(id);
@@ -250,10 +234,11 @@ export class Accounts {
     return this.#deps.db.user.findUnique({ where: { email } });
   }
 
-  /** Clears the password (a forced reset) and ends every session, audited as `event` in the same transaction. */
+  /** Clears the password (a forced reset) and its reset link, and ends every session, audited as `event` in the same transaction. */
   async clearPassword(id: string, event: AuditInput): Promise<void> {
     await this.#deps.db.$atomic(async (tx) => {
       await tx.user.update({ where: { id }, data: { passwordHash: null, sessionGeneration: { increment: 1 } } }).catch(rowGone);
+      await tx.passwordResetToken.deleteMany({ where: { userId: id } });
       await this.#deps.audit.recordIn(tx, event);
     });
     await this.#cleanUp(id);

@@ -1,16 +1,12 @@
-// Password hashing: argon2id with parameters from config. The native argon2
-// binding runs in libuv's thread pool, so hashing never blocks the event loop.
+// Password hashing: argon2id with parameters from config. Verification of any
+// stored scheme (argon2 of ours, bcrypt or argon2 imported from older systems,
+// see ./hash-schemes) runs in native code on libuv's thread pool, so hashing
+// never blocks the event loop.
 import argon2 from 'argon2';
-import bcrypt from 'bcryptjs';
+import { schemeOf } from './hash-schemes/index.ts';
 
 /** Bound on input so that a huge "password" cannot be used to burn CPU. */
 export const MAX_PASSWORD_BYTES = 1024;
-
-/** bcrypt hashes imported from older systems ($2a$, $2b$, $2y$): verified, then upgraded on login. */
-export const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
-// bcrypt only reads the first 72 bytes; a longer password is refused rather
-// than matched on its prefix (the user resets it instead).
-const BCRYPT_MAX_BYTES = 72;
 
 /** What this service writes. Anything else (bcrypt, argon2i/d) is a legacy hash, replaced at the next login. */
 export const ARGON2ID_PREFIX = '$argon2id$';
@@ -54,21 +50,21 @@ export class PasswordHasher {
   }
 
   /**
-   * Verifies `password` against `hash`. With no hash (unknown user, user
-   * without a password) it still spends one verification on a dummy hash, so
-   * response time does not tell whether an account exists.
+   * Verifies `password` against `hash`, by the hash's scheme. With no hash
+   * (unknown user, user without a password) or one no scheme reads, it still
+   * spends one verification on a dummy hash, so response time does not tell
+   * whether an account exists.
    */
   async verify(hash: string | null | undefined, password: string): Promise<boolean> {
     const tooLong = Buffer.byteLength(password) > MAX_PASSWORD_BYTES;
-    const target = hash && !tooLong ? hash : await this.#dummyHash();
-    const candidate = tooLong ? '' : PasswordHasher.normalize(password);
-    if (hash && !tooLong && BCRYPT_HASH.test(hash)) return verifyBcrypt(hash, password, candidate);
-    try {
-      const ok = await timed(this.#timer, 'verify', () => argon2.verify(target, candidate));
-      return ok && !!hash && !tooLong;
-    } catch {
-      return false; // an unparsable stored hash never authenticates
+    const scheme = hash && !tooLong ? schemeOf(hash) : undefined;
+    if (!hash || !scheme) {
+      const dummy = await this.#dummyHash();
+      await timed(this.#timer, 'verify', () => argon2.verify(dummy, tooLong ? '' : PasswordHasher.normalize(password)));
+      return false;
     }
+    const candidate = { typed: password, normalized: PasswordHasher.normalize(password) };
+    return timed(this.#timer, 'verify', () => scheme.verify(hash, candidate));
   }
 
   needsRehash(hash: string): boolean {
@@ -83,13 +79,4 @@ export class PasswordHasher {
   #dummyHash(): Promise<string> {
     return (this.#dummy ??= argon2.hash('dummy password for timing equalization', this.#options));
   }
-}
-
-// The legacy system may have hashed the password as typed (not NFC): try both.
-async function verifyBcrypt(hash: string, typed: string, normalized: string): Promise<boolean> {
-  for (const candidate of new Set([normalized, typed])) {
-    if (Buffer.byteLength(candidate) > BCRYPT_MAX_BYTES) continue;
-    if (await bcrypt.compare(candidate, hash)) return true;
-  }
-  return false;
 }

@@ -1,102 +1,108 @@
 // Password reset by email. The token is 256 random bits; Postgres keeps only
-// its SHA-256 (a database dump cannot reset anyone), with an expiry. Postgres
-// rather than Redis: it works in development without Redis, and deleting the
-// row is the single-use check (of two concurrent completions only one delete
-// finds it). The request answers the same whether or not the account exists,
-// and the mail goes out after the response, so its latency does not tell either.
-import nodemailer from 'nodemailer';
+// its SHA-256 (a database dump cannot reset anyone), with an expiry, and at
+// most one per user: a new request replaces the previous link (the row is
+// unique per user and written with one upsert, so concurrent requests cannot
+// leave two). Postgres rather than Redis: it works in development without
+// Redis, and deleting the row is the single-use check (of two concurrent
+// completions only one delete finds it). Any password change deletes the row
+// (Accounts.setPassword, in the same transaction).
+//
+// A request does the same work and takes the same time whatever the address:
+// the rate limits, then the purge of expired tokens, then the answer. Looking
+// the address up, writing its token and mailing the link happen afterwards
+// (./background.ts), so neither the answer nor its latency tells whether an
+// account exists.
 import { ServiceError } from '../errors.ts';
 import { randomToken, sha256 } from '../lib/crypto.ts';
-import type { Logger } from '../observability/log.ts';
 import type { AuditLog, AuditMeta } from '../security/audit.ts';
+import type { SelfServiceLimits } from '../security/self-service-limits.ts';
 import type { Db } from '../store/postgres.ts';
+import type { Background } from './background.ts';
 import type { Accounts } from './lifecycle.ts';
+import { usernameKey } from './login.ts';
+import type { MailConfig, Mailer } from './mailer.ts';
 import { checkPassword } from './policy.ts';
 import { normalizeEmail } from './users.ts';
 
-export type MailConfig = Readonly<{ smtpUrl: string | undefined; from: string; resetUrl: string; resetTtl: number }>;
-
 const invalidToken = () => new ServiceError('validation_failed', 'token: invalid, used or expired', { field: 'token' });
 
-export type PasswordResetsDeps = { accounts: Accounts; db: Db; audit: AuditLog; mail: MailConfig; logger: Logger };
+export type PasswordResetsDeps = {
+  accounts: Accounts;
+  db: Db;
+  audit: AuditLog;
+  mail: MailConfig;
+  mailer: Mailer;
+  limits: SelfServiceLimits;
+  background: Background;
+};
 
 export class PasswordResets {
-  readonly #accounts: Accounts;
-  readonly #db: Db;
-  readonly #audit: AuditLog;
-  readonly #mail: MailConfig;
-  readonly #logger: Logger;
-  readonly #transport: ReturnType<typeof nodemailer.createTransport> | undefined;
+  readonly #deps: PasswordResetsDeps;
 
   constructor(deps: PasswordResetsDeps) {
-    this.#accounts = deps.accounts;
-    this.#db = deps.db;
-    this.#audit = deps.audit;
-    this.#mail = deps.mail;
-    this.#logger = deps.logger;
-    this.#transport = deps.mail.smtpUrl ? nodemailer.createTransport(deps.mail.smtpUrl) : undefined;
+    this.#deps = deps;
   }
 
-  /** Always resolves the same way; mails a link only to an existing active user. */
+  /** Always resolves the same way (or 429/503 the same way); mails a link only to an existing active user. */
   async request(rawEmail: string, meta: AuditMeta): Promise<void> {
+    const { db, limits, background } = this.#deps;
+    await limits.consume('forgot', meta.ip ?? 'unknown', usernameKey(rawEmail));
+    await db.passwordResetToken.deleteMany({ where: { expiresAt: { lte: new Date() } } });
     const email = normalizeEmail(rawEmail);
-    const user = email ? await this.#accounts.findByEmail(email) : null;
+    if (email) background.run('password reset request', () => this.#mailLink(email, meta));
+  }
+
+  async #mailLink(email: string, meta: AuditMeta): Promise<void> {
+    const user = await this.#deps.accounts.findByEmail(email);
     if (!user || user.status !== 'active') return;
-    await this.#audit.record({ ...meta, type: 'password.reset_requested', subject: user.id });
     const link = await this.#issue(user.id);
-    void this.#send(user.email, link);
+    await this.#deps.audit.record({ ...meta, type: 'password.reset_requested', subject: user.id });
+    await this.#send(user.email, link);
   }
 
   /** Admin-forced reset: the current password stops working at once, every grant is revoked. */
   async force(userId: string, meta: AuditMeta): Promise<{ email_sent: boolean; reset_url?: string }> {
-    const user = await this.#accounts.get(userId);
-    await this.#accounts.clearPassword(userId, { ...meta, type: 'password.reset_forced', subject: userId });
+    const { accounts, mailer } = this.#deps;
+    const user = await accounts.get(userId);
+    await accounts.clearPassword(userId, { ...meta, type: 'password.reset_forced', subject: userId });
     const link = await this.#issue(userId);
     // Without SMTP the admin hands the link over by another channel.
-    if (!this.#transport) return { email_sent: false, reset_url: link };
+    if (!mailer.enabled) return { email_sent: false, reset_url: link };
     await this.#send(user.email, link);
     return { email_sent: true };
   }
 
   async complete(token: string, password: string, meta: AuditMeta): Promise<void> {
-    const db = this.#db;
+    const { db, accounts } = this.#deps;
     const tokenHash = sha256(token);
     const row = await db.passwordResetToken.findUnique({ where: { tokenHash }, include: { user: true } });
     if (!row || row.expiresAt <= new Date() || row.user.status === 'disabled') throw invalidToken();
-    checkPassword(this.#accounts.policy, password, { email: row.user.email });
+    checkPassword(accounts.policy, password, { email: row.user.email });
     // The token's single use, the new password, the new session generation
     // and the audit row: one transaction.
-    await this.#accounts.setPassword(row.userId, row.user.passwordHash, password, { ...meta, type: 'password.reset', subject: row.userId }, async (tx) => {
+    await accounts.setPassword(row.userId, row.user.passwordHash, password, { ...meta, type: 'password.reset', subject: row.userId }, async (tx) => {
       const { count } = await tx.passwordResetToken.deleteMany({ where: { tokenHash } });
       if (count !== 1) throw invalidToken();
-      await tx.passwordResetToken.deleteMany({ where: { userId: row.userId } });
     });
   }
 
+  /** A new link for the user; it replaces any earlier one (one row per user). */
   async #issue(userId: string): Promise<string> {
+    const { db, mail } = this.#deps;
     const token = randomToken();
-    const expiresAt = new Date(Date.now() + this.#mail.resetTtl * 1000);
-    await this.#db.passwordResetToken.create({ data: { tokenHash: sha256(token), userId, expiresAt } });
-    const url = new URL(this.#mail.resetUrl);
+    const fields = { tokenHash: sha256(token), expiresAt: new Date(Date.now() + mail.resetTtl * 1000), createdAt: new Date() };
+    await db.passwordResetToken.upsert({ where: { userId }, create: { userId, ...fields }, update: fields });
+    const url = new URL(mail.resetUrl);
     url.searchParams.set('token', token);
     return url.toString();
   }
 
-  async #send(to: string, link: string): Promise<void> {
-    if (!this.#transport) {
-      this.#logger.warn('SMTP_URL is not set: password reset email not sent');
-      return;
-    }
-    const minutes = Math.round(this.#mail.resetTtl / 60);
-    try {
-      await this.#transport.sendMail({
-        from: this.#mail.from,
-        to,
-        subject: 'Reset your password',
-        text: `Someone asked to reset the password of this account. If it was you, open this link within ${minutes} minutes:\n\n${link}\n\nIf it was not you, ignore this message; your password stays as it is.\n`,
-      });
-    } catch (err) {
-      this.#logger.error({ err: { message: (err as Error).message } }, 'password reset email failed');
-    }
+  #send(to: string, link: string): Promise<void> {
+    const minutes = Math.round(this.#deps.mail.resetTtl / 60);
+    return this.#deps.mailer.send(
+      to,
+      'Reset your password',
+      `Someone asked to reset the password of this account. If it was you, open this link within ${minutes} minutes:\n\n${link}\n\nIf it was not you, ignore this message; your password stays as it is.\n`,
+    );
   }
 }

@@ -2,9 +2,9 @@
 // port): registration, password reset by email, password change. JSON only.
 import { z } from 'zod';
 import type { Accounts } from '../accounts/lifecycle.ts';
+import type { Registration } from '../accounts/registration.ts';
 import type { PasswordResets } from '../accounts/reset.ts';
 import { route } from '../http/route.ts';
-import { userSchema } from './users.ts';
 
 // No role, no status: whatever else is sent is refused (strict).
 const registerBody = z.strictObject({ email: z.email().max(320), password: z.string() }).meta({ id: 'Registration' });
@@ -12,37 +12,48 @@ const forgotBody = z.strictObject({ email: z.string().max(320) });
 const resetBody = z.strictObject({ token: z.string().min(1).max(200), password: z.string() });
 const changeBody = z.strictObject({ current_password: z.string().min(1), new_password: z.string() });
 
+// One answer for a new address and for one that has an account (and for any address at /password/forgot).
+const accepted = z.object({ status: z.literal('accepted') }).meta({ id: 'Accepted' });
+const ACCEPTED = { status: 'accepted' } as const;
+
 const tags = ['self-service'];
 const servers = [{ url: '/', description: 'the public port (PORT), not the admin port' }];
 
-export function selfServiceRoutes(accounts: Accounts, resets: PasswordResets) {
+export function selfServiceRoutes(accounts: Accounts, registration: Registration, resets: PasswordResets) {
   return [
     route({
       method: 'post',
       path: '/register',
       operationId: 'register',
-      summary: 'Self-registration (REGISTRATION_MODE open or approval)',
+      summary: 'Self-registration (REGISTRATION_MODE open or approval); the same answer whether or not the address already has an account',
+      description:
+        'A new address gets an account (active in open mode, pending approval in approval mode) and a mail saying so; an address that already has one gets a mail to its owner instead, and nothing changes. Limited per IP and per address (429).',
       tags,
       servers,
       auth: 'public',
       body: registerBody,
-      response: { status: 201, description: 'Registered: active (open) or pending approval (approval)', schema: userSchema },
-      errors: [403, 409],
-      handle: ({ body, meta }) => accounts.register(body, meta),
+      response: { status: 202, description: 'Accepted: the outcome is mailed to the address', schema: accepted },
+      errors: [403, 429],
+      handle: async ({ body, meta }) => {
+        await registration.register(body, meta);
+        return ACCEPTED;
+      },
     }),
     route({
       method: 'post',
       path: '/password/forgot',
       operationId: 'requestPasswordReset',
-      summary: 'Email a reset link; the same answer whether or not the account exists',
+      summary: 'Email a reset link; the same answer, in the same time, whether or not the account exists',
+      description: 'The link replaces any earlier one of the account. Limited per IP and per address (429).',
       tags,
       servers,
       auth: 'public',
       body: forgotBody,
-      response: { status: 202, description: 'Accepted', schema: z.object({ status: z.literal('accepted') }) },
+      response: { status: 202, description: 'Accepted', schema: accepted },
+      errors: [429],
       handle: async ({ body, meta }) => {
         await resets.request(body.email, meta);
-        return { status: 'accepted' };
+        return ACCEPTED;
       },
     }),
     route({

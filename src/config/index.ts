@@ -129,6 +129,9 @@ const schema = z
     LOGIN_USER_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(50),
     LOGIN_IP_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(200),
     LOGIN_SPRAY_ALERT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
+    SELF_SERVICE_IP_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(30),
+    SELF_SERVICE_EMAIL_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(3),
+    SELF_SERVICE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(3600),
     MAX_CONCURRENT_HASHES: z.coerce.number().int().min(1).max(256).default(4),
     REFRESH_REUSE_GRACE_SECONDS: z.coerce.number().int().min(0).max(60).default(0),
     HTTP_MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(65_536).default(8192),
@@ -266,6 +269,8 @@ function toConfig(e: Env) {
       maxConcurrentHashes: e.MAX_CONCURRENT_HASHES,
       refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     }),
+    /** POST /register and /password/forgot: requests per IP (IPv6 per /64) and per email address, each route in each window. */
+    selfService: Object.freeze({ ipMax: e.SELF_SERVICE_IP_LIMIT, emailMax: e.SELF_SERVICE_EMAIL_LIMIT, windowSeconds: e.SELF_SERVICE_WINDOW_SECONDS }),
     http: Object.freeze({ maxHeaderBytes: e.HTTP_MAX_HEADER_BYTES, maxBodyBytes: e.HTTP_MAX_BODY_BYTES }),
   });
 }

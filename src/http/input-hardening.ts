@@ -6,8 +6,8 @@
 // oidc-provider as the raw string (its documented "already parsed body"
 // path), which it parses itself, so there is exactly one parser.
 import type { NextFunction, Request, Response } from 'express';
-
-const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/; // C0 (tab allowed), DEL, C1
+// C0 (tab allowed), DEL, C1: the same rule a password must meet wherever it is set.
+import { CONTROL_CHARACTERS as CONTROL } from '../accounts/policy.ts';
 const BAD_NAME = /[[\]]/;
 
 class BadInput extends Error {

@@ -25,6 +25,8 @@ export type Route<P extends z.ZodType = z.ZodType, Q extends z.ZodType = z.ZodTy
   path: string;
   operationId: string;
   summary: string;
+  /** Longer OpenAPI description, when the summary is not enough. */
+  description?: string;
   tags: string[];
   auth: Auth;
   params?: P;
@@ -137,6 +139,7 @@ export function openApiPaths(routes: readonly Route[]): ZodOpenApiPathsObject {
     const operation: ZodOpenApiOperationObject = {
       operationId: spec.operationId,
       summary: spec.summary,
+      ...(spec.description ? { description: spec.description } : {}),
       tags: spec.tags,
       ...(spec.auth === 'public' ? { security: [] } : {}),
       ...(spec.params || spec.query

@@ -13,6 +13,7 @@ export const AUDIT_TYPES = [
   'refresh.reuse_detected',
   'user.created',
   'user.registered',
+  'user.registration_refused',
   'user.approved',
   'user.updated',
   'user.roles_changed',

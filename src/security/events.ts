@@ -22,6 +22,8 @@ export type SecurityEventMap = {
   'login.unavailable': [Source];
   /** The failure rate across all accounts crossed the alert threshold (password spraying). */
   'login.spraying_suspected': [{ failuresPerMinute: number }];
+  /** POST /register or /password/forgot refused with 429: the source's or the email address's budget is spent. */
+  'self_service.rate_limited': [{ route: 'register' | 'forgot'; scope: 'ip' | 'email'; ip: string; retryAfterSeconds: number }];
   /** A trusted-gateway header sent by a client that is not a trusted gateway. */
   'gateway.forwarded_ip_ignored': [{ clientId: string }];
   /** A rotated refresh token presented again: its whole grant is revoked. */
@@ -58,6 +60,7 @@ const LEVEL: Record<SecurityEventName, 'info' | 'warn'> = {
   'login.shed': 'warn',
   'login.unavailable': 'warn',
   'login.spraying_suspected': 'warn',
+  'self_service.rate_limited': 'warn',
   'gateway.forwarded_ip_ignored': 'warn',
   'refresh.reuse': 'warn',
   'refresh.grace_replay': 'info',
@@ -79,6 +82,7 @@ export function logSecurityEvents(events: SecurityEvents, logger: Logger): void 
 export function countSecurityEvents(events: SecurityEvents, metrics: Metrics): void {
   events.on('login.throttled', ({ scope }) => metrics.rateLimitBlocks.inc({ limiter: scope }));
   events.on('login.rate_limited', () => metrics.rateLimitBlocks.inc({ limiter: 'ip' }));
+  events.on('self_service.rate_limited', ({ route, scope }) => metrics.rateLimitBlocks.inc({ limiter: `${route}_${scope}` }));
   events.on('login.shed', () => metrics.passwordHashesShed.inc());
   events.on('refresh.reuse', ({ detectedBy }) => metrics.refreshReuse.inc({ detected_by: detectedBy }));
 }

@@ -67,3 +67,10 @@ export async function adminToken(svc: TestService) {
   const tokens = await console.login(admin.email, admin.password);
   return { admin, token: tokens.access_token, console, refreshToken: tokens.refresh_token };
 }
+
+/** What most admin API tests start with: a gateway client and an admin's access token. */
+export async function gatewayAndAdmin(svc: TestService) {
+  const gw = await gatewayFor(svc);
+  const { admin, token } = await adminToken(svc);
+  return { gw, admin, token };
+}

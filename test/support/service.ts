@@ -189,21 +189,23 @@ export class OwnRedis {
     }
   }
 
-  async stop(): Promise<void> {
-    const proc = this.#proc;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = once(proc, 'exit');
-    proc.kill('SIGKILL');
-    await exited;
-  }
-
-  /** Hangs it (SIGSTOP): connections stay open, nothing is answered, commands run once resumed. */
+  /** SIGSTOP: the server keeps its connections but answers nothing (a stalled store). */
   pause(): void {
     this.#proc?.kill('SIGSTOP');
   }
 
+  /** SIGCONT after pause(). */
   resume(): void {
     this.#proc?.kill('SIGCONT');
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.#proc;
+    if (!proc || proc.exitCode !== null) return;
+    proc.kill('SIGCONT'); // a paused server must run to die
+    const exited = once(proc, 'exit');
+    proc.kill('SIGKILL');
+    await exited;
   }
 
   /** A redis-cli command against it. */

@@ -3,7 +3,19 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MAX_PASSWORD_BYTES } from '../../src/accounts/passwords.ts';
 import { checkPassword, commonPasswords } from '../../src/accounts/policy.ts';
+import { checkForm } from '../../src/http/input-hardening.ts';
 import { loadConfig } from '../../src/config/index.ts';
+
+/** Percent-encoded WTF-8: UTF-8 that also encodes a lone surrogate the way a careless client does (ED A0 80 for U+D800). */
+const percentWtf8 = (s: string) =>
+  [...s]
+    .flatMap((ch) => {
+      const cu = ch.charCodeAt(0);
+      if (ch.length === 1 && cu >= 0xd800 && cu <= 0xdfff) return [0xe0 | (cu >> 12), 0x80 | ((cu >> 6) & 0x3f), 0x80 | (cu & 0x3f)];
+      return [...Buffer.from(ch)];
+    })
+    .map((b) => `%${b.toString(16).padStart(2, '0')}`)
+    .join('');
 
 const policy = { minLength: 12, composition: [] } as const;
 const reason = (fn: () => unknown) => {
@@ -58,5 +70,31 @@ describe('password policy', () => {
 
   test('the email address is not a password', () => {
     assert.equal(reason(() => checkPassword(policy, 'Long.Name.Here@example.com', { email: 'long.name.here@example.com' })), 'password_is_email');
+  });
+
+  test('the characters /token refuses are refused here too: control characters and lone surrogates', () => {
+    const fine = 'a fine long passphrase';
+    for (const [name, bad] of Object.entries({
+      NUL: '\u0000',
+      LF: '\n',
+      CR: '\r',
+      ESC: '\u001b',
+      DEL: '\u007f',
+      C1: '\u0085',
+      'lone high surrogate': '\ud800',
+      'lone low surrogate': '\udc00',
+      'swapped pair': '\udc00\ud800',
+    })) {
+      for (const password of [bad + fine, fine + bad, `a fine ${bad} long passphrase`]) {
+        assert.equal(reason(() => checkPassword(policy, password)), 'password_invalid_characters', `${name} in ${JSON.stringify(password)}`);
+      }
+      // The token endpoint refuses the same input in its form (a surrogate sent as WTF-8 bytes, as a client would).
+      assert.throws(() => checkForm(`password=${encodeURIComponent(fine)}${percentWtf8(bad)}`), name);
+    }
+    // A tab, a surrogate pair (emoji), non-Latin scripts and noncharacters are fine.
+    for (const password of [`tab\tseparated words`, 'emoji 🔑 passphrase here', 'пароль из двенадцати', 'noncharacter \ufffe here']) {
+      assert.equal(reason(() => checkPassword(policy, password)), 'ok', JSON.stringify(password));
+      assert.doesNotThrow(() => checkForm(`password=${encodeURIComponent(password)}`));
+    }
   });
 });
