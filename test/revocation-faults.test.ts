@@ -191,12 +191,9 @@ describe('refreshing through a 4 s hang', () => {
       for (const t of f.tokens.slice(-4)) if ((await oauth.tokenIntrospection(conf, t)).active) live.push(t);
       assert.deepEqual(live, [f.tokens.at(-1)]);
     }
-    // Rotations that reached Redis during the hang and ran after their deadline, as no-ops.
-    const late = services.map((s) => s.logs.lines.filter((l) => l.includes('rotation deadline passed')).length);
     console.log(
       'refresh through a 4 s hang:',
       families.map((f) => `${f.tokens.length - 1} rotations, ${f.unavailable}×503`),
-      `late rotations (no-ops) per service: ${late.join(', ')}`,
     );
   });
 });
