@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type Provider from 'oidc-provider';
 import { bootstrapAdmin } from './accounts/bootstrap.ts';
-import { Accounts, type SessionRevoker } from './accounts/lifecycle.ts';
+import { Accounts, type SessionCleanup } from './accounts/lifecycle.ts';
 import { PasswordLogin } from './accounts/login.ts';
 import { PasswordHasher } from './accounts/passwords.ts';
 import { Background } from './accounts/background.ts';
@@ -18,7 +18,7 @@ import { Registration } from './accounts/registration.ts';
 import { PasswordResets } from './accounts/reset.ts';
 import { findActiveAccount, legacyHashCount } from './accounts/users.ts';
 import { apiRouters } from './api/index.ts';
-import { Clients } from './clients/index.ts';
+import { Clients, type ClientSessionCleanup } from './clients/index.ts';
 import type { Config } from './config/index.ts';
 import { createAdminApp } from './http/admin-app.ts';
 import { createPublicApp, publicListener } from './http/public-app.ts';
@@ -41,6 +41,7 @@ import { asAdapter } from './tokens/oidc.ts';
 import { KeyRotation } from './tokens/key-rotation.ts';
 import { createProvider } from './tokens/provider.ts';
 import { RedisTokenStore } from './tokens/redis-adapter.ts';
+import { SessionTruth } from './tokens/sessions.ts';
 
 export type Stores = {
   db: Db;
@@ -106,13 +107,13 @@ export function domainServices(
   config: Config,
   stores: Stores,
   logger: Logger,
-  sessions: SessionRevoker,
+  sessions: SessionCleanup & ClientSessionCleanup,
   extras: { hasher?: PasswordHasher; events?: SecurityEvents } = {},
 ) {
   const { db } = stores;
   const audit = new AuditLog(db, logger);
   const passwords = extras.hasher ?? new PasswordHasher(config.argon2);
-  const accounts = new Accounts({ db, hasher: passwords, policy: config.passwordPolicy, roles: config.roles, sessions, audit });
+  const accounts = new Accounts({ db, hasher: passwords, policy: config.passwordPolicy, roles: config.roles, sessions, audit, logger });
   const limits = new SelfServiceLimits(config.selfService, stores.redis, config.redisKeyPrefix, extras.events);
   const mailer = new Mailer(config.mail, logger);
   const background = new Background(BACKGROUND_MAX_DELAY_MS, logger);
@@ -134,7 +135,7 @@ export function domainServices(
       resetUrl: config.mail.resetUrl,
     }),
     resets: new PasswordResets({ accounts, db, audit, mail: config.mail, mailer, limits, background }),
-    clients: new Clients({ db, audit, knownScopes: config.scopes }),
+    clients: new Clients({ db, audit, knownScopes: config.scopes, knownResources: [config.adminAudience], sessions, logger }),
     keys: new SigningKeys({ db, kek: stores.kek, policy: keyPolicy(config), audit }),
   };
 }
@@ -150,6 +151,8 @@ export type RunningService = {
   metrics: Metrics;
   /** Security events (logins, throttling, refresh reuse): subscribe for audit and metrics. */
   events: SecurityEvents;
+  /** Who may still hold a session (Postgres): for the verifier's isRevoked hook in process. */
+  sessions: SessionTruth;
   services: ReturnType<typeof domainServices>;
   /** Readiness turns 503 at once; requests are served SHUTDOWN_DELAY_MS more, then everything closes. */
   close(): Promise<void>;
@@ -194,10 +197,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         wait: { replicas: config.redisWaitReplicas, timeoutMs: Math.floor(config.redisCommandTimeoutMs / 2) },
         events,
         graceSeconds: config.abuse.refreshReuseGraceSeconds,
+        accessTokenTtl: config.accessTokenTtl,
+        commandTimeoutMs: config.redisCommandTimeoutMs,
       })
     : undefined;
   const memory: MemoryTokenStore | undefined = tokenStore ? undefined : await memoryTokenStore();
-  const sessions: SessionRevoker = tokenStore ?? memory!;
+  const sessions = tokenStore ?? memory!;
   const hasher = new PasswordHasher(config.argon2, (operation, seconds) => metrics.passwordHashDuration.observe({ operation }, seconds));
   services = domainServices(config, stores, logger, sessions, { hasher, events });
   const { accounts, audit } = services;
@@ -223,7 +228,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     // Refresh re-reads the user (a disabled user cannot refresh): Postgres
     // down means 503 for refresh too, never a token for a stale account.
     findAccount: (id: string) => findActiveAccount(db, id),
-    reuse: tokenStore?.reuse,
     events,
     audit,
     metrics,
@@ -234,6 +238,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     keys: services.keys,
     syncInterval: config.keySyncInterval,
     jwksMaxAge: config.jwksMaxAge,
+    maxMissedSyncs: config.keySyncMaxMissed,
+    configuredAlg: config.signingAlg,
+    metrics,
     logger,
     buildProvider: (signingKey) => createProvider(providerDeps, signingKey),
   });
@@ -255,10 +262,21 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     ]);
     if (!postgres) metrics.postgresErrors.inc({ kind: 'readiness' });
     if (!redis) metrics.redisErrors.inc({ kind: 'readiness' });
-    return { postgres, redis, signingKey: keys.activeKid !== '', notDraining: !draining };
+    return { postgres, redis, signingKey: keys.fitToSign, notDraining: !draining };
   };
 
-  const api = apiRouters({ config, accounts, registration: services.registration, resets: services.resets, clients: services.clients, audit });
+  const sessionTruth = new SessionTruth(db);
+  const api = apiRouters({
+    config,
+    accounts,
+    registration: services.registration,
+    resets: services.resets,
+    clients: services.clients,
+    audit,
+    keys: keys.verificationKeys(),
+    keyPublished: (kid) => services.keys.isPublished(kid),
+    sessions: sessionTruth,
+  });
   const publicApp = createPublicApp(keys, logger, keys.jwks(), {
     trustProxyHops: config.trustProxyHops,
     maxBodyBytes: config.http.maxBodyBytes,
@@ -287,6 +305,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     tokenStore,
     metrics,
     events,
+    sessions: sessionTruth,
     services,
     async close() {
       keys.stop();
