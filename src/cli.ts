@@ -3,8 +3,8 @@
 //   identity serve | migrate
 //   identity users create --email E --password-stdin [--roles a,b]
 //   identity users import < users.ndjson
-//   identity clients create --id ID --grant-types password,refresh_token [--scopes "a b"]
-//   identity keys list | rotate | revoke KID | rekey
+//   identity clients create --id ID --grant-types password,refresh_token [--scopes "a b"] [--resources URI]
+//   identity keys list | rotate | set-alg ALG | revoke KID | rekey
 import { parseArgs } from 'node:util';
 import { importUsers } from './accounts/import.ts';
 import { passwordFromBytes } from './accounts/policy.ts';
@@ -14,6 +14,7 @@ import { ServiceError } from './errors.ts';
 import { createLogger } from './observability/log.ts';
 import type { AuditMeta } from './security/audit.ts';
 import { domainServices, openStores, startService, type Stores } from './service.ts';
+import type { SigningAlg } from './keys/keystore.ts';
 import { migrate } from './store/migrate.ts';
 import { RedisTokenStore } from './tokens/redis-adapter.ts';
 
@@ -22,9 +23,10 @@ const USAGE = `usage:
   identity migrate
   identity users create --email EMAIL --password-stdin [--roles admin,viewer]
   identity users import < users.ndjson
-  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"] [--trusted-gateway]
+  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"] [--trusted-gateway] [--resources URI,...]
   identity keys list
   identity keys rotate          publish a successor key; it signs after JWKS_MAX_AGE + KEY_SYNC_INTERVAL
+  identity keys set-alg ALG     move signing to ES256, EdDSA or PS256 the same way (published first)
   identity keys revoke KID      emergency: unpublish KID now (tokens it signed stop verifying)
   identity keys rekey           re-encrypt private keys from OLD_KEY_ENCRYPTION_KEY to KEY_ENCRYPTION_KEY`;
 
@@ -44,9 +46,12 @@ const CLI: AuditMeta = { actor: 'cli' };
 async function withServices<T>(config: Config, fn: (services: ReturnType<typeof domainServices>, stores: Stores) => Promise<T>): Promise<T> {
   const logger = createLogger('warn', process.stderr);
   const stores = await openStores(config, logger);
-  // Sessions live in Redis; without it (development) the server's in-memory
-  // store is in another process, and only that process can end them.
-  const sessions = stores.redis ? new RedisTokenStore(stores.redis, config.redisKeyPrefix) : { revokeAccount: async () => 0 };
+  // Revocations are committed in Postgres; this cleans Redis up afterwards.
+  // Without Redis (development) the server's in-memory store is in another
+  // process, which cleans up when it reads the dead grants.
+  const sessions = stores.redis
+    ? new RedisTokenStore(stores.redis, config.redisKeyPrefix)
+    : { purgeAccount: async () => 0, purgeClient: async () => 0 };
   try {
     return await fn(domainServices(config, stores, logger, sessions), stores);
   } finally {
@@ -113,7 +118,13 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'clients' && sub === 'create') {
     const { values } = parseArgs({
       args: rest,
-      options: { id: { type: 'string' }, 'grant-types': { type: 'string' }, scopes: { type: 'string' }, 'trusted-gateway': { type: 'boolean' } },
+      options: {
+        id: { type: 'string' },
+        'grant-types': { type: 'string' },
+        scopes: { type: 'string' },
+        'trusted-gateway': { type: 'boolean' },
+        resources: { type: 'string' },
+      },
       strict: true,
     });
     const client = await withServices(config, ({ clients }) =>
@@ -123,6 +134,7 @@ async function main(argv: string[]): Promise<number> {
           grantTypes: list(values['grant-types'], /,/) as GrantType[],
           scopes: list(values.scopes, /[\s,]+/),
           trustedGateway: values['trusted-gateway'] === true,
+          resources: list(values.resources, /,/),
         },
         CLI,
       ),
@@ -131,13 +143,18 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const keyCommand = { list: 0, rotate: 0, revoke: 1, rekey: 0 }[sub ?? ''];
+  const keyCommand = { list: 0, rotate: 0, 'set-alg': 1, revoke: 1, rekey: 0 }[sub ?? ''];
   if (command === 'keys' && keyCommand === rest.length) {
     if (sub === 'rekey' && (!config.oldKeyEncryptionKey || !config.keyEncryptionKey)) {
       throw new ServiceError('validation_failed', 'keys rekey needs OLD_KEY_ENCRYPTION_KEY (current) and KEY_ENCRYPTION_KEY (new)');
     }
     const out = await withServices(config, async ({ keys }): Promise<unknown> => {
       if (sub === 'rotate') return keys.rotate(CLI);
+      if (sub === 'set-alg') {
+        const alg = rest[0]!;
+        if (!['ES256', 'EdDSA', 'PS256'].includes(alg)) throw new ServiceError('validation_failed', 'set-alg: ES256, EdDSA or PS256');
+        return (await keys.setAlg(alg as SigningAlg, CLI)) ?? { unchanged: `already signing with ${alg}` };
+      }
       if (sub === 'revoke') return keys.revoke(rest[0]!, CLI);
       if (sub === 'rekey') return keys.rekey(config.oldKeyEncryptionKey!, CLI);
       return keys.list();

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type Provider from 'oidc-provider';
 import { bootstrapAdmin } from './accounts/bootstrap.ts';
-import { Accounts, type SessionRevoker } from './accounts/lifecycle.ts';
+import { Accounts, type SessionCleanup } from './accounts/lifecycle.ts';
 import { AUDIT_USERNAME_KEY_PURPOSE, PasswordLogin } from './accounts/login.ts';
 import { PasswordHasher } from './accounts/passwords.ts';
 import { Background } from './accounts/background.ts';
@@ -18,7 +18,7 @@ import { Registration } from './accounts/registration.ts';
 import { PasswordResets } from './accounts/reset.ts';
 import { findActiveAccount, legacyHashCount } from './accounts/users.ts';
 import { apiRouters } from './api/index.ts';
-import { Clients } from './clients/index.ts';
+import { Clients, type ClientSessionCleanup } from './clients/index.ts';
 import type { Config } from './config/index.ts';
 import { createAdminApp } from './http/admin-app.ts';
 import { createPublicApp, publicListener } from './http/public-app.ts';
@@ -43,6 +43,7 @@ import { asAdapter } from './tokens/oidc.ts';
 import { KeyRotation } from './tokens/key-rotation.ts';
 import { createProvider } from './tokens/provider.ts';
 import { RedisTokenStore } from './tokens/redis-adapter.ts';
+import { SessionTruth } from './tokens/sessions.ts';
 
 export type Stores = {
   db: Db;
@@ -107,7 +108,13 @@ const BACKGROUND_MAX_DELAY_MS = 500;
 export type ServiceExtras = { hasher?: PasswordHasher; events?: SecurityEvents; gate?: HashGate };
 
 /** The services of the accounts, clients and keys layers, as the CLI and the service both use them. */
-export function domainServices(config: Config, stores: Stores, logger: Logger, sessions: SessionRevoker, extras: ServiceExtras = {}) {
+export function domainServices(
+  config: Config,
+  stores: Stores,
+  logger: Logger,
+  sessions: SessionCleanup & ClientSessionCleanup,
+  extras: ServiceExtras = {},
+) {
   const { db } = stores;
   const audit = new AuditLog(db, logger);
   const passwords = extras.hasher ?? new PasswordHasher(config.argon2);
@@ -122,7 +129,7 @@ export function domainServices(config: Config, stores: Stores, logger: Logger, s
     ipv6PrefixBits: config.abuse.ipv6PrefixBits,
     auditKey: deriveKey(stores.kek, AUDIT_USERNAME_KEY_PURPOSE),
   });
-  const accounts = new Accounts({ db, hasher: passwords, policy: config.passwordPolicy, roles: config.roles, sessions, audit, login });
+  const accounts = new Accounts({ db, hasher: passwords, policy: config.passwordPolicy, roles: config.roles, sessions, audit, logger, login });
   const limits = new SelfServiceLimits(config.selfService, stores.redis, config.redisKeyPrefix, events);
   const mailer = new Mailer(config.mail, logger);
   const background = new Background(BACKGROUND_MAX_DELAY_MS, logger);
@@ -145,7 +152,7 @@ export function domainServices(config: Config, stores: Stores, logger: Logger, s
       resetUrl: config.mail.resetUrl,
     }),
     resets: new PasswordResets({ accounts, db, audit, mail: config.mail, mailer, limits, background }),
-    clients: new Clients({ db, audit, knownScopes: config.scopes }),
+    clients: new Clients({ db, audit, knownScopes: config.scopes, knownResources: [config.adminAudience], sessions, logger }),
     keys: new SigningKeys({ db, kek: stores.kek, policy: keyPolicy(config), audit }),
   };
 }
@@ -161,6 +168,8 @@ export type RunningService = {
   metrics: Metrics;
   /** Security events (logins, throttling, refresh reuse): subscribe for audit and metrics. */
   events: SecurityEvents;
+  /** Who may still hold a session (Postgres): for the verifier's isRevoked hook in process. */
+  sessions: SessionTruth;
   services: ReturnType<typeof domainServices>;
   /** Readiness turns 503 at once; requests are served SHUTDOWN_DELAY_MS more, then everything closes. */
   close(): Promise<void>;
@@ -213,10 +222,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         wait: { replicas: config.redisWaitReplicas, timeoutMs: Math.floor(config.redisCommandTimeoutMs / 2) },
         events,
         graceSeconds: config.abuse.refreshReuseGraceSeconds,
+        accessTokenTtl: config.accessTokenTtl,
+        commandTimeoutMs: config.redisCommandTimeoutMs,
       })
     : undefined;
   const memory: MemoryTokenStore | undefined = tokenStore ? undefined : await memoryTokenStore();
-  const sessions: SessionRevoker = tokenStore ?? memory!;
+  const sessions = tokenStore ?? memory!;
   const hasher = new PasswordHasher(config.argon2, (operation, seconds) => metrics.passwordHashDuration.observe({ operation }, seconds));
   services = domainServices(config, stores, logger, sessions, { hasher, events, gate });
   const { accounts, audit, login } = services;
@@ -234,7 +245,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     // Refresh re-reads the user (a disabled user cannot refresh): Postgres
     // down means 503 for refresh too, never a token for a stale account.
     findAccount: (id: string) => findActiveAccount(db, id),
-    reuse: tokenStore?.reuse,
     gate,
     clientAuth: new ClientAuthThrottle(
       config.abuse.clientAuth,
@@ -251,6 +261,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     keys: services.keys,
     syncInterval: config.keySyncInterval,
     jwksMaxAge: config.jwksMaxAge,
+    maxMissedSyncs: config.keySyncMaxMissed,
+    configuredAlg: config.signingAlg,
+    metrics,
     logger,
     buildProvider: (signingKey) => createProvider(providerDeps, signingKey),
   });
@@ -272,10 +285,21 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     ]);
     if (!postgres) metrics.postgresErrors.inc({ kind: 'readiness' });
     if (!redis) metrics.redisErrors.inc({ kind: 'readiness' });
-    return { postgres, redis, signingKey: keys.activeKid !== '', notDraining: !draining };
+    return { postgres, redis, signingKey: keys.fitToSign, notDraining: !draining };
   };
 
-  const api = apiRouters({ config, accounts, registration: services.registration, resets: services.resets, clients: services.clients, audit });
+  const sessionTruth = new SessionTruth(db);
+  const api = apiRouters({
+    config,
+    accounts,
+    registration: services.registration,
+    resets: services.resets,
+    clients: services.clients,
+    audit,
+    keys: keys.verificationKeys(),
+    keyPublished: (kid) => services.keys.isPublished(kid),
+    sessions: sessionTruth,
+  });
   const publicApp = createPublicApp(keys, logger, keys.jwks(), {
     trustProxyHops: config.trustProxyHops,
     maxBodyBytes: config.http.maxBodyBytes,
@@ -304,6 +328,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     tokenStore,
     metrics,
     events,
+    sessions: sessionTruth,
     services,
     async close() {
       keys.stop();

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import * as oauth from 'openid-client';
-import { adminToken, call, gatewayFor, type Json } from './support/admin.ts';
+import { adminConsoleFor, adminToken, call, gatewayFor, type Json } from './support/admin.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 let svc: TestService;
@@ -25,7 +25,7 @@ async function auditOf(type: string, subject?: string): Promise<Json[]> {
 before(async () => {
   svc = await startTestService({ REGISTRATION_MODE: 'approval' });
   gw = await gatewayFor(svc);
-  const a = await adminToken(svc, gw);
+  const a = await adminToken(svc);
   token = a.token;
   adminId = a.admin.id;
 });
@@ -154,15 +154,32 @@ describe('admin API authorization', () => {
     assert.equal(garbage.status, 401);
     assert.match(garbage.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
 
+    const console = await adminConsoleFor(svc);
     const viewer = await svc.user({ roles: ['viewer'] });
-    const vt = (await gw.login(viewer.email, viewer.password)).access_token;
+    const vt = (await console.login(viewer.email, viewer.password)).access_token;
     const forbidden = await call(svc.adminUrl, 'GET', '/admin/users', { token: vt });
     assert.equal(forbidden.status, 403);
     assert.match(forbidden.headers.get('www-authenticate') ?? '', /error="insufficient_scope"/);
 
-    const cc = await svc.client({ grantTypes: ['client_credentials'], scopes: ['api:read'] });
-    const ccToken = (await oauth.clientCredentialsGrant(await svc.oauth(cc))).access_token;
-    assert.equal((await call(svc.adminUrl, 'GET', '/admin/users', { token: ccToken })).status, 403);
+    // Only tokens for the admin API's own audience: an admin's token from an
+    // end-user gateway (TOKEN_AUDIENCE) is refused, and the gateway cannot ask for the admin audience.
+    const adminUser = await svc.user({ roles: ['admin'] });
+    const gatewayToken = (await gw.login(adminUser.email, adminUser.password)).access_token;
+    const wrongAudience = await call(svc.adminUrl, 'GET', '/admin/users', { token: gatewayToken });
+    assert.equal(wrongAudience.status, 401);
+    assert.match(wrongAudience.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+    await assert.rejects(
+      oauth.genericGrantRequest(gw.conf, 'password', { username: adminUser.email, password: adminUser.password, resource: svc.config.adminAudience }),
+      (e: any) => e.error === 'invalid_target',
+    );
+
+    // A client_credentials token has no user behind it, whatever its audience.
+    const cc = await svc.client({ grantTypes: ['client_credentials'], scopes: ['api:read'], resources: [svc.config.adminAudience] });
+    const ccConf = await svc.oauth(cc);
+    for (const resource of [undefined, svc.config.adminAudience]) {
+      const ccToken = (await oauth.clientCredentialsGrant(ccConf, resource ? { resource } : {})).access_token;
+      assert.equal((await call(svc.adminUrl, 'GET', '/admin/users', { token: ccToken })).status, 401, `client_credentials ${resource}`);
+    }
 
     const ok = await admin('GET', '/users');
     assert.equal(ok.status, 200);
@@ -320,7 +337,7 @@ test('without Redis (development) revoking sessions still ends every refresh tok
   try {
     assert.equal(dev.tokenStore, undefined);
     const g = await gatewayFor(dev);
-    const t = (await adminToken(dev, g)).token;
+    const t = (await adminToken(dev)).token;
     const u = await dev.user({ roles: ['viewer'] });
     const a = await g.login(u.email, u.password);
     const b = await g.login(u.email, u.password);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../src/config/index.ts';
-import { call, gatewayAndAdmin, gatewayFor } from './support/admin.ts';
+import { adminConsoleFor, call, gatewayAndAdmin, gatewayFor } from './support/admin.ts';
 import { htpasswdBcrypt, mkpasswdBcrypt, pythonBcrypt } from './support/hash-fixtures.ts';
 import { freshDatabase, startTestService, type TestService } from './support/service.ts';
 
@@ -188,8 +188,7 @@ test('bootstrap admin from env: created once, idempotent, no default credentials
         assert.equal(users.length, 1);
         assert.deepEqual(users[0]!.roles, ['admin']);
         assert.equal(users[0]!.email, 'root@example.com');
-        const gw = await gatewayFor(svc);
-        const t = await gw.login('root@example.com', password);
+        const t = await (await adminConsoleFor(svc)).login('root@example.com', password);
         const res = await call(svc.adminUrl, 'GET', '/admin/users', { token: t.access_token });
         assert.equal(res.status, 200);
       } finally {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { adminToken, call, gatewayFor, type Json } from './support/admin.ts';
+import { adminToken, call, type Json } from './support/admin.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { databaseBehindProxy, type TcpProxy } from './support/tcp-proxy.ts';
 
@@ -22,10 +22,10 @@ before(async () => {
   db = await databaseBehindProxy();
   proxy = db.proxy;
   svc = await startTestService({ REGISTRATION_MODE: 'open' }, { databaseUrl: db.url });
-  const gateway = await gatewayFor(svc);
-  admin = (await adminToken(svc, gateway)).token;
+  const { token, console } = await adminToken(svc);
+  admin = token;
   const user = await svc.user({ roles: ['viewer'] });
-  viewer = (await gateway.login(user.email, user.password)).access_token;
+  viewer = (await console.login(user.email, user.password)).access_token;
   doc = (await (await fetch(`${svc.adminUrl}/admin/openapi.json`)).json()) as typeof doc;
   const ajv = new Ajv2020({ strict: false });
   const check = ajv.compile({ ...doc.components.schemas.Error, components: doc.components });

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startTestService, type TestService } from './support/service.ts';
-import { call, eventually, kidOf, passwordToken, startExample, type Example } from './support/verify.ts';
+import { activePrivateKey, call, eventually, kidOf, passwordToken, signedBy, startExample, type Example } from './support/verify.ts';
 
 describe('rotation with tokens outstanding', () => {
   let s: TestService;
@@ -29,6 +29,9 @@ describe('rotation with tokens outstanding', () => {
   test('tokens from before, during and after a rotation all verify until they expire; then the old key is gone', async () => {
     const before = await token();
     const kid1 = kidOf(before)!;
+    // The old key's private part (erased once it retires), to sign a token that has not expired later.
+    const oldSigner = await activePrivateKey(s);
+    assert.equal(oldSigner.kid, kid1);
     assert.equal((await call(`${example.url}/me`, before)).status, 200);
 
     const next = await s.keys.rotate({ actor: 'test' });
@@ -48,8 +51,14 @@ describe('rotation with tokens outstanding', () => {
     const old = await s.stores.db.signingKey.findUniqueOrThrow({ where: { kid: kid1 } });
     assert.equal(old.status, 'retired');
     assert.equal(old.privateJwkEnc, '', 'a retired private key is erased');
-    // By now the old key's tokens have expired; a current token still verifies.
-    for (const t of [before, during]) assert.equal((await call(`${example.url}/me`, t)).status, 401);
+    // A token the old key signs now, valid for five more minutes, no longer
+    // verifies (its key left the JWKS), while one the current key signs does:
+    // only the key differs.
+    const unexpired = await signedBy(s, oldSigner);
+    const res = await call(`${example.url}/me`, unexpired);
+    assert.equal(res.status, 401);
+    assert.match(res.challenge, /not signed by a key of the issuer/);
+    assert.equal((await call(`${example.url}/me`, await signedBy(s, await activePrivateKey(s)))).status, 200);
     assert.equal((await call(`${example.url}/me`, await token())).status, 200);
   });
 

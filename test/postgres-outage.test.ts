@@ -61,7 +61,7 @@ test('Postgres down → 503 for logins and refresh, JWKS served; back up → ser
 
 test('Postgres down → every route of both ports answers 503 with Retry-After or stays up; counted as Postgres, never as Redis', async () => {
   const gateway = await gatewayFor(svc);
-  const { token: adminBearer } = await adminToken(svc, gateway);
+  const { token: adminBearer } = await adminToken(svc);
   const user = await svc.user();
   const userBearer = (await gateway.login(user.email, user.password)).access_token;
   const service = await svc.client({ grantTypes: ['client_credentials'] });
@@ -95,7 +95,7 @@ test('Postgres down → every route of both ports answers 503 with Retry-After o
     changePassword: ['public', 'POST', '/account/password', { ...json({ current_password: user.password, new_password: password }), token: userBearer }],
   };
   const declared = (({ admin, selfService }) => [...admin, ...selfService].map((r) => r.operationId))(
-    apiRoutes({ config: svc.config, ...svc.services }),
+    apiRoutes(svc.services),
   );
   assert.deepEqual(Object.keys(requests).sort(), declared.sort(), 'one request per declared route');
 

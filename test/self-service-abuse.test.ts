@@ -110,7 +110,7 @@ describe('/password/forgot', () => {
     assert.ok((await gw.login(u.email, 'changed by the owner')).access_token);
 
     const v = await svc.user();
-    const admin = (await adminToken(svc, gw)).token;
+    const admin = (await adminToken(svc)).token;
     await post('/password/forgot', { email: v.email }, ip);
     const before = tokenIn(await mailbox.mailFor(v.email, 1));
     assert.equal((await call(svc.adminUrl, 'POST', `/admin/users/${v.id}/reset-password`, { token: admin })).status, 200);

@@ -2,7 +2,7 @@
 // service (jose, through the published JWKS) see them.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oauth from 'openid-client';
 import { basic, postForm, startTestService, type TestService } from './support/service.ts';
 
@@ -121,10 +121,9 @@ describe('refresh tokens', () => {
     for (const key of keys) {
       assert.ok(!key.includes(rt!), key);
       const type = await redis.type(key);
-      const read = { hash: () => redis.hgetall(key), set: () => redis.smembers(key), string: () => redis.get(key) }[type];
-      assert.ok(read, `${key}: unexpected type ${type}`);
-      const dump = JSON.stringify(await read());
-      assert.ok(!dump.includes(rt!), `${key} contains the token`);
+      const dump = type === 'string' ? (await redis.get(key))! : JSON.stringify(await redis.zrange(key, 0, -1));
+      assert.ok(['string', 'zset'].includes(type), `${key} is a ${type}`);
+      assert.ok(!dump.includes(rt!) && !dump.includes(rt!.slice(0, 43)), `${key} contains the token`);
     }
   });
 
@@ -137,24 +136,34 @@ describe('refresh tokens', () => {
       const introspected = await oauth.tokenIntrospection(await s.oauth(c), tokens.refresh_token!);
       const now = Math.floor(Date.now() / 1000);
       assert.ok(Math.abs(introspected.exp! - (now + 600)) <= 2, `refresh exp ${introspected.exp! - now}s from now`);
-      const grantKeys = await s.stores.redis!.keys(`${s.config.redisKeyPrefix}oidc:Grant:*`);
-      assert.equal(grantKeys.length, 1);
-      const ttl = await s.stores.redis!.ttl(grantKeys[0]!);
-      assert.ok(ttl > 3590 && ttl <= 3600, `grant ttl ${ttl}`);
+      // The login's Redis key lives as long as its refresh token; the grant in it ends at the absolute lifetime.
+      const grantId = decodeJwt(tokens.access_token).grant_id as string;
+      const ttl = await s.stores.redis!.ttl(s.tokenStore!.familyKey(grantId));
+      assert.ok(ttl > 590 && ttl <= 600, `login ttl ${ttl}`);
+      const grant = JSON.parse((await s.tokenStore!.readLogin(grantId))!.grant) as { exp: number };
+      assert.ok(Math.abs(grant.exp - (now + 3600)) <= 2, `grant exp ${grant.exp - now}s from now`);
     } finally {
       await s.stop();
     }
   });
 
-  test('a refresh token never outlives the absolute lifetime', async () => {
-    const s = await startTestService({ REFRESH_TOKEN_IDLE_TTL: '1', REFRESH_TOKEN_ABSOLUTE_TTL: '1' });
+  test('a refresh token never outlives the absolute lifetime, however recently it was rotated', async () => {
+    // Idle (3 s) longer than what is left of the absolute lifetime (4 s) at
+    // the rotation (t≈2 s): the rotated token must die at t=4, not t≈5.
+    const s = await startTestService({ REFRESH_TOKEN_IDLE_TTL: '3', REFRESH_TOKEN_ABSOLUTE_TTL: '4' });
     try {
       const c = await s.client();
       const u = await s.user();
       const conf = await s.oauth(c);
+      const started = Date.now();
       const tokens = await oauth.genericGrantRequest(conf, 'password', { username: u.email, password: u.password });
-      await new Promise((r) => setTimeout(r, 2100));
-      await assert.rejects(oauth.refreshTokenGrant(conf, tokens.refresh_token!), { error: 'invalid_grant' });
+      await new Promise((r) => setTimeout(r, 2000 - (Date.now() - started)));
+      const rotated = await oauth.refreshTokenGrant(conf, tokens.refresh_token!);
+      const end = Math.floor(started / 1000) + 4;
+      assert.ok((await oauth.tokenIntrospection(conf, rotated.refresh_token!)).exp! <= end + 1, 'capped at the absolute end');
+      await new Promise((r) => setTimeout(r, started + 4300 - Date.now()));
+      assert.ok(Date.now() - started < 4900, 'checked before the idle lifetime alone would end it');
+      await assert.rejects(oauth.refreshTokenGrant(conf, rotated.refresh_token!), { error: 'invalid_grant' });
     } finally {
       await s.stop();
     }
@@ -168,14 +177,19 @@ describe('refresh tokens', () => {
     await assert.rejects(oauth.refreshTokenGrant(cfg, second.refresh_token!), { error: 'invalid_grant' });
   });
 
-  test('20 parallel refreshes with one token: exactly one succeeds', async () => {
-    const { refresh_token: rt } = await login();
+  test('20 parallel refreshes with one token: exactly one succeeds, and the family ends revoked', async () => {
+    const { refresh_token: rt, access_token: at } = await login();
     const results = await Promise.allSettled(Array.from({ length: 20 }, () => oauth.refreshTokenGrant(cfg, rt!)));
     const ok = results.filter((r) => r.status === 'fulfilled');
     assert.equal(ok.length, 1, `${ok.length} refreshes succeeded`);
     for (const r of results) {
       if (r.status === 'rejected') assert.equal((r.reason as { error?: string }).error, 'invalid_grant');
     }
+    // The token was presented 20 times: a reuse. The winner's successor died with its family.
+    const winner = (ok[0] as PromiseFulfilledResult<oauth.TokenEndpointResponse>).value.refresh_token!;
+    assert.equal((await oauth.tokenIntrospection(cfg, winner)).active, false);
+    await assert.rejects(oauth.refreshTokenGrant(cfg, winner), { error: 'invalid_grant' });
+    assert.equal(await svc.stores.redis!.exists(svc.tokenStore!.familyKey(decodeJwt(at).grant_id as string)), 0);
   });
 
   test('a refresh token is bound to its client', async () => {

@@ -113,6 +113,49 @@ describe('guards', () => {
     }
   });
 
+  test('keys: a key set the caller holds, no JWKS fetch; a token of a key not in it is 401', async () => {
+    const jwks = (await (await fetch(`${s.config.issuer}/jwks`)).json()) as { keys: JWK[] };
+    // jwksUri points nowhere: only the given keys can verify.
+    const local = await startExample({ issuer: s.config.issuer, audience: s.config.audience, jwksUri: 'http://127.0.0.1:9/jwks', keys: jwks });
+    const none = await startExample({ issuer: s.config.issuer, audience: s.config.audience, keys: { keys: [] } });
+    try {
+      assert.equal((await call(`${local.url}/me`, good)).status, 200);
+      const r = await call(`${none.url}/me`, good);
+      assert.equal(r.status, 401);
+      assert.match(r.challenge, /not signed by a key of the issuer/);
+    } finally {
+      await Promise.all([local.close(), none.close()]);
+    }
+    assert.throws(() => requireAuth({ issuer: s.config.issuer, audience: 'x', keys: 'nope' as never }), TypeError);
+  });
+
+  test('isRevoked: true is 401 invalid_token, a failing check is 503, false passes', async () => {
+    const seen: string[] = [];
+    const hooked = (answer: () => Promise<boolean>) =>
+      startExample({
+        issuer: s.config.issuer,
+        audience: s.config.audience,
+        isRevoked: (auth) => (seen.push(auth.claims.grant_id as string), answer()),
+      });
+    const revoked = await hooked(async () => true);
+    const failing = await hooked(async () => {
+      throw new Error('source of truth down');
+    });
+    const alive = await hooked(async () => false);
+    try {
+      const r = await call(`${revoked.url}/me`, good);
+      assert.equal(r.status, 401);
+      assert.match(r.challenge, /error="invalid_token".*revoked/);
+      const f = await call(`${failing.url}/me`, good);
+      assert.equal(f.status, 503);
+      assert.equal(f.body.error, 'temporarily_unavailable');
+      assert.equal((await call(`${alive.url}/me`, good)).status, 200);
+      assert.ok(seen.length === 3 && seen.every((g) => typeof g === 'string' && g.length > 0), 'the hook sees the grant_id');
+    } finally {
+      await Promise.all([revoked.close(), failing.close(), alive.close()]);
+    }
+  });
+
   test('requireAuth refuses symmetric or "none" algorithms in its allowlist', () => {
     for (const algorithms of [['none'], ['HS256'], []]) {
       assert.throws(() => requireAuth({ issuer: s.config.issuer, audience: 'x', algorithms }), TypeError);

@@ -1,24 +1,33 @@
 // The user lifecycle behind the admin API, self-registration and the CLI:
 // pending → active → disabled, roles from the configured list, password
-// changes. Every change is audited; disabling, deleting and password changes
-// revoke all of the user's grants at once.
+// changes. Every change is audited.
+//
+// Revocation is decided here, in Postgres: disabling, deleting, revoking
+// sessions, a password change, a reset and a forced reset each change the
+// user's row (a new session generation, or no row at all) in the same
+// transaction as their audit row. Every grant records the generation it was
+// issued under and is dead once it differs (src/tokens/sessions.ts), so the
+// change holds even if Redis is down. Deleting the dead grants from Redis
+// afterwards is clean-up: its failure is logged, never the answer.
 import { z } from 'zod';
 import { ServiceError } from '../errors.ts';
 import type { Prisma } from '../generated/prisma/client.ts';
-import type { AuditLog, AuditMeta } from '../security/audit.ts';
-import type { Db } from '../store/postgres.ts';
+import type { Logger } from '../observability/log.ts';
+import type { AuditInput, AuditLog, AuditMeta } from '../security/audit.ts';
+import type { Db, Tx } from '../store/postgres.ts';
 import type { PasswordLogin } from './login.ts';
 import type { PasswordHasher } from './passwords.ts';
 import { checkPassword, type PasswordPolicy } from './policy.ts';
 import { createUser, legacyHashCount, normalizeEmail, userView, type NewUser, type UserStatus, type UserView } from './users.ts';
 
 /**
- * Ends every session (refresh token family) of an account. Implemented by the
- * token store (src/tokens); the composition root passes it in.
+ * Removes what the token store still holds for an account whose grants are
+ * already dead by generation (or whose row is gone). Implemented by the token
+ * store (src/tokens); the composition root passes it in.
  */
-export type SessionRevoker = {
-  /** Revokes all grants of the account; resolves to how many there were. */
-  revokeAccount(accountId: string): Promise<number>;
+export type SessionCleanup = {
+  /** Deletes the account's grants from the token store; resolves to how many it removed. */
+  purgeAccount(accountId: string): Promise<number>;
 };
 
 export type AccountsDeps = {
@@ -26,8 +35,9 @@ export type AccountsDeps = {
   hasher: PasswordHasher;
   policy: PasswordPolicy;
   roles: readonly string[];
-  sessions: SessionRevoker;
+  sessions: SessionCleanup;
   audit: AuditLog;
+  logger?: Logger;
   /** The login guard: the current password before a change is checked through it. */
   login: PasswordLogin;
 };
@@ -100,28 +110,39 @@ export class Accounts {
     return row;
   }
 
-  /** Roles and/or status. pending → active is an approval (who and when are kept). */
+  /**
+   * Roles and/or status. pending → active is an approval (who and when are
+   * kept). Leaving `active` (disabling) starts a new session generation.
+   */
   async update(id: string, change: { roles?: string[]; status?: UserStatus }, meta: AuditMeta): Promise<UserView> {
     const before = await this.#row(id);
     const roles = change.roles ? this.checkRoles(change.roles) : undefined;
     const approving = before.status === 'pending' && change.status === 'active';
-    const row = await this.#deps.db.user.update({
-      where: { id },
-      data: {
-        ...(roles ? { roles } : {}),
-        ...(change.status ? { status: change.status } : {}),
-        ...(approving ? { approvedBy: meta.actor ?? null, approvedAt: new Date() } : {}),
-      },
-    });
+    const statusChanged = change.status !== undefined && change.status !== before.status;
+    const ending = statusChanged && change.status !== 'active';
     const audit = this.#deps.audit;
-    if (roles && roles.join(' ') !== before.roles.join(' ')) {
-      await audit.record({ ...meta, type: 'user.roles_changed', subject: id, details: { from: before.roles, to: roles } });
-    }
-    if (change.status && change.status !== before.status) {
-      if (change.status === 'disabled') await this.#deps.sessions.revokeAccount(id);
-      const type = approving ? 'user.approved' : change.status === 'disabled' ? 'user.disabled' : 'user.updated';
-      await audit.record({ ...meta, type, subject: id, details: { from: before.status, to: change.status } });
-    }
+    const row = await this.#deps.db.$atomic(async (tx) => {
+      const updated = await tx.user
+        .update({
+          where: { id },
+          data: {
+            ...(roles ? { roles } : {}),
+            ...(change.status ? { status: change.status } : {}),
+            ...(approving ? { approvedBy: meta.actor ?? null, approvedAt: new Date() } : {}),
+            ...(ending ? { sessionGeneration: { increment: 1 } } : {}),
+          },
+        })
+        .catch(rowGone);
+      if (roles && roles.join(' ') !== before.roles.join(' ')) {
+        await audit.recordIn(tx, { ...meta, type: 'user.roles_changed', subject: id, details: { from: before.roles, to: roles } });
+      }
+      if (statusChanged) {
+        const type = approving ? 'user.approved' : change.status === 'disabled' ? 'user.disabled' : 'user.updated';
+        await audit.recordIn(tx, { ...meta, type, subject: id, details: { from: before.status, to: change.status } });
+      }
+      return updated;
+    });
+    if (ending) await this.#cleanUp(id);
     return userView(row);
   }
 
@@ -134,25 +155,32 @@ export class Accounts {
 
   async delete(id: string, meta: AuditMeta): Promise<void> {
     const row = await this.#row(id);
-    await this.#deps.sessions.revokeAccount(id);
-    await this.#deps.db.user.delete({ where: { id } }).catch((err: { code?: string }) => {
-      if (err.code === 'P2025') throw notFound();
-      throw err;
+    await this.#deps.db.$atomic(async (tx) => {
+      await tx.user.delete({ where: { id } }).catch(rowGone);
+      await this.#deps.audit.recordIn(tx, { ...meta, type: 'user.deleted', subject: id, details: { email: row.email } });
     });
-    await this.#deps.audit.record({ ...meta, type: 'user.deleted', subject: id, details: { email: row.email } });
+    await this.#cleanUp(id);
   }
 
+  /** Ends every session of the user: a new generation; resolves to how many grants were cleaned up from Redis. */
   async revokeSessions(id: string, meta: AuditMeta): Promise<number> {
-    await this.#row(id);
-    const revoked = await this.#deps.sessions.revokeAccount(id);
-    await this.#deps.audit.record({ ...meta, type: 'user.sessions_revoked', subject: id, details: { grants: revoked } });
-    return revoked;
+    if (!z.uuid().safeParse(id).success) throw notFound();
+    await this.#deps.db.$atomic(async (tx) => {
+      const row = await tx.user.update({ where: { id }, data: { sessionGeneration: { increment: 1 } } }).catch(rowGone);
+      await this.#deps.audit.recordIn(tx, {
+        ...meta,
+        type: 'user.sessions_revoked',
+        subject: id,
+        details: { generation: row.sessionGeneration },
+      });
+    });
+    return this.#cleanUp(id);
   }
 
   /**
    * A logged-in user's own change: needs the current password, checked by
    * the login guard (same limits, hash gate and events as the password
-   * grant; throttled looks exactly like wrong). Ends every other session.
+   * grant; throttled looks exactly like wrong). Ends every session.
    */
   async changePassword(id: string, current: string, next: string, meta: AuditMeta): Promise<void> {
     const row = await this.#row(id);
@@ -162,21 +190,28 @@ export class Accounts {
       throw new ServiceError('forbidden', 'current password is wrong', { field: 'current_password' });
     }
     checkPassword(this.#deps.policy, next, { email: row.email });
-    await this.setPassword(id, row.passwordHash, next);
-    await this.#deps.audit.record({ ...meta, type: 'password.changed', subject: id });
+    await this.setPassword(id, row.passwordHash, next, { ...meta, type: 'password.changed', subject: id });
   }
 
-  /** Compare-and-swap on the old hash, then revoke every grant. A pending reset link dies with the old password. */
-  async setPassword(id: string, oldHash: string | null, password: string): Promise<void> {
+  /**
+   * Sets a password with a compare-and-swap on the old hash, a new session
+   * generation and `event`'s audit row, in one transaction (`alsoInTx` adds
+   * statements to it, e.g. a reset token's single use); then cleans Redis up.
+   * A pending reset link dies with the old password, in the same transaction.
+   */
+  async setPassword(id: string, oldHash: string | null, password: string, event: AuditInput, alsoInTx?: (tx: Tx) => Promise<void>): Promise<void> {
     const passwordHash = await this.#deps.hasher.hash(password);
-    const db = this.#deps.db;
-    const [{ count }] = await db.$transaction([
-      db.user.updateMany({ where: { id, passwordHash: oldHash }, data: { passwordHash } }),
-      // Only if the swap above happened (the new hash, salted, is unique to it).
-      db.passwordResetToken.deleteMany({ where: { userId: id, user: { passwordHash } } }),
-    ]);
-    if (count !== 1) throw new ServiceError('conflict', 'the password was changed concurrently; try again');
-    await this.#deps.sessions.revokeAccount(id);
+    await this.#deps.db.$atomic(async (tx) => {
+      await alsoInTx?.(tx);
+      const { count } = await tx.user.updateMany({
+        where: { id, passwordHash: oldHash },
+        data: { passwordHash, sessionGeneration: { increment: 1 } },
+      });
+      if (count !== 1) throw new ServiceError('conflict', 'the password was changed concurrently; try again');
+      await tx.passwordResetToken.deleteMany({ where: { userId: id } });
+      await this.#deps.audit.recordIn(tx, event);
+    });
+    await this.#cleanUp(id);
   }
 
   /** Counts by status, and the users still on a legacy hash (upgraded at their next login). */
@@ -206,10 +241,29 @@ export class Accounts {
     return this.#deps.db.user.findUnique({ where: { email } });
   }
 
-  /** Clears the password (a forced reset) and its reset link, and ends every session. */
-  async clearPassword(id: string): Promise<void> {
-    const db = this.#deps.db;
-    await db.$transaction([db.user.update({ where: { id }, data: { passwordHash: null } }), db.passwordResetToken.deleteMany({ where: { userId: id } })]);
-    await this.#deps.sessions.revokeAccount(id);
+  /** Clears the password (a forced reset) and its reset link, and ends every session, audited as `event` in the same transaction. */
+  async clearPassword(id: string, event: AuditInput): Promise<void> {
+    await this.#deps.db.$atomic(async (tx) => {
+      await tx.user.update({ where: { id }, data: { passwordHash: null, sessionGeneration: { increment: 1 } } }).catch(rowGone);
+      await tx.passwordResetToken.deleteMany({ where: { userId: id } });
+      await this.#deps.audit.recordIn(tx, event);
+    });
+    await this.#cleanUp(id);
+  }
+
+  // The revocation is committed; what Redis still holds is garbage that the
+  // generation check already refuses. A failure here is logged, not answered.
+  async #cleanUp(id: string): Promise<number> {
+    try {
+      return await this.#deps.sessions.purgeAccount(id);
+    } catch (err) {
+      this.#deps.logger?.warn({ err: { message: (err as Error).message }, subject: id }, 'session clean-up failed; the sessions are revoked');
+      return 0;
+    }
   }
 }
+
+const rowGone = (err: { code?: string }): never => {
+  if (err.code === 'P2025') throw notFound();
+  throw err;
+};

@@ -62,11 +62,10 @@ export class PasswordResets {
 
   /** Admin-forced reset: the current password stops working at once, every grant is revoked. */
   async force(userId: string, meta: AuditMeta): Promise<{ email_sent: boolean; reset_url?: string }> {
-    const { accounts, audit, mailer } = this.#deps;
+    const { accounts, mailer } = this.#deps;
     const user = await accounts.get(userId);
-    await accounts.clearPassword(userId);
+    await accounts.clearPassword(userId, { ...meta, type: 'password.reset_forced', subject: userId });
     const link = await this.#issue(userId);
-    await audit.record({ ...meta, type: 'password.reset_forced', subject: userId });
     // Without SMTP the admin hands the link over by another channel.
     if (!mailer.enabled) return { email_sent: false, reset_url: link };
     await this.#send(user.email, link);
@@ -74,15 +73,17 @@ export class PasswordResets {
   }
 
   async complete(token: string, password: string, meta: AuditMeta): Promise<void> {
-    const { db, accounts, audit } = this.#deps;
+    const { db, accounts } = this.#deps;
     const tokenHash = sha256(token);
     const row = await db.passwordResetToken.findUnique({ where: { tokenHash }, include: { user: true } });
     if (!row || row.expiresAt <= new Date() || row.user.status === 'disabled') throw invalidToken();
     checkPassword(accounts.policy, password, { email: row.user.email });
-    const { count } = await db.passwordResetToken.deleteMany({ where: { tokenHash } });
-    if (count !== 1) throw invalidToken();
-    await accounts.setPassword(row.userId, row.user.passwordHash, password);
-    await audit.record({ ...meta, type: 'password.reset', subject: row.userId });
+    // The token's single use, the new password, the new session generation
+    // and the audit row: one transaction.
+    await accounts.setPassword(row.userId, row.user.passwordHash, password, { ...meta, type: 'password.reset', subject: row.userId }, async (tx) => {
+      const { count } = await tx.passwordResetToken.deleteMany({ where: { tokenHash } });
+      if (count !== 1) throw invalidToken();
+    });
   }
 
   /** A new link for the user; it replaces any earlier one (one row per user). */

@@ -79,7 +79,12 @@ export async function createUser(db: Db, hasher: PasswordHasher, input: NewUser)
   }
 }
 
-export type Account = { accountId: string; roles: string[] };
+/**
+ * An active account as tokens see it. `generation` is the session generation
+ * read on the same row: grants record it, and a grant whose generation is
+ * not the account's current one is dead (src/tokens/sessions.ts).
+ */
+export type Account = { accountId: string; roles: string[]; generation: number };
 
 export type LoginFailure = 'unknown_user' | 'bad_password' | 'no_password' | 'account_pending' | 'account_disabled';
 export type CredentialCheck = { account: Account; email: string } | { account: null; reason: LoginFailure; userId?: string };
@@ -102,7 +107,7 @@ export async function checkCredentials(db: Db, hasher: PasswordHasher, username:
     const fresh = await hasher.hash(password);
     await db.user.updateMany({ where: { id: user.id, passwordHash: user.passwordHash }, data: { passwordHash: fresh } });
   }
-  return { account: { accountId: user.id, roles: user.roles }, email: user.email };
+  return { account: { accountId: user.id, roles: user.roles, generation: user.sessionGeneration }, email: user.email };
 }
 
 /** Users whose stored hash is not argon2id (see isLegacyHash): upgraded at their next login. */
@@ -113,6 +118,6 @@ export function legacyHashCount(db: Db): Promise<number> {
 /** The account behind a token, or null when it is gone or no longer active. */
 export async function findActiveAccount(db: Db, id: string): Promise<Account | null> {
   if (!z.uuid().safeParse(id).success) return null;
-  const user = await db.user.findUnique({ where: { id }, select: { id: true, roles: true, status: true } });
-  return user && user.status === 'active' ? { accountId: user.id, roles: user.roles } : null;
+  const user = await db.user.findUnique({ where: { id }, select: { id: true, roles: true, status: true, sessionGeneration: true } });
+  return user && user.status === 'active' ? { accountId: user.id, roles: user.roles, generation: user.sessionGeneration } : null;
 }

@@ -7,6 +7,10 @@ import { route } from '../http/route.ts';
 const clientId = z.object({ id: clientInput.shape.id.meta({ description: 'client id' }) });
 const scope = z.string().max(2000).meta({ description: 'space-separated scopes from SCOPES', example: 'api:read api:write' });
 const scopes = (s: string | undefined) => (s === undefined ? undefined : s.split(/\s+/).filter(Boolean));
+const allowedResources = z
+  .array(z.string().max(2000))
+  .max(16)
+  .meta({ description: 'resource indicators (RFC 8707) the client may request besides TOKEN_AUDIENCE: ADMIN_AUDIENCE for an admin console' });
 
 const clientSchema = z
   .object({
@@ -14,6 +18,7 @@ const clientSchema = z
     grant_types: z.array(z.string()),
     scope: z.string(),
     trusted_gateway: z.boolean(),
+    allowed_resources: z.array(z.string()).meta({ description: 'resource indicators (RFC 8707) it may request besides TOKEN_AUDIENCE' }),
     created_at: z.iso.datetime(),
   })
   .meta({ id: 'Client' });
@@ -27,12 +32,26 @@ const createBody = z
     grant_types: z.array(z.enum(GRANT_TYPES)).min(1),
     scope: scope.default(''),
     trusted_gateway: z.boolean().default(false).meta({ description: 'may send the end user IP (X-End-User-IP)' }),
+    allowed_resources: allowedResources.default([]),
   })
   .meta({ id: 'ClientCreate' });
 const updateBody = z
-  .strictObject({ grant_types: z.array(z.enum(GRANT_TYPES)).min(1).optional(), scope: scope.optional() })
-  .refine((b) => b.grant_types !== undefined || b.scope !== undefined, 'give grant_types and/or scope')
+  .strictObject({
+    grant_types: z.array(z.enum(GRANT_TYPES)).min(1).optional(),
+    scope: scope.optional(),
+    allowed_resources: allowedResources.optional(),
+  })
+  .refine((b) => b.grant_types !== undefined || b.scope !== undefined || b.allowed_resources !== undefined, 'give grant_types, scope and/or allowed_resources')
   .meta({ id: 'ClientUpdate' });
+const rotateBody = z
+  .strictObject({
+    revoke_sessions: z
+      .boolean()
+      .default(false)
+      .meta({ description: "true: every refresh token of the client stops working too (default: the client's sessions are kept)" }),
+  })
+  .optional()
+  .meta({ id: 'ClientSecretRotation' });
 
 const tags = ['clients'];
 
@@ -60,7 +79,13 @@ export function clientRoutes(clients: Clients) {
       errors: [409],
       handle: ({ body, meta }) =>
         clients.create(
-          { id: body.client_id, grantTypes: body.grant_types, scopes: scopes(body.scope), trustedGateway: body.trusted_gateway },
+          {
+            id: body.client_id,
+            grantTypes: body.grant_types,
+            scopes: scopes(body.scope),
+            trustedGateway: body.trusted_gateway,
+            resources: body.allowed_resources,
+          },
           meta,
         ),
     }),
@@ -80,20 +105,21 @@ export function clientRoutes(clients: Clients) {
       method: 'patch',
       path: '/admin/clients/{id}',
       operationId: 'updateClient',
-      summary: 'Change grant types and/or scope',
+      summary: 'Change grant types, scope and/or allowed resources',
       tags,
       auth: 'admin',
       params: clientId,
       body: updateBody,
       response: { status: 200, description: 'Updated', schema: clientSchema },
       errors: [404],
-      handle: ({ params, body, meta }) => clients.update(params.id, { grantTypes: body.grant_types, scopes: scopes(body.scope) }, meta),
+      handle: ({ params, body, meta }) =>
+        clients.update(params.id, { grantTypes: body.grant_types, scopes: scopes(body.scope), resources: body.allowed_resources }, meta),
     }),
     route({
       method: 'delete',
       path: '/admin/clients/{id}',
       operationId: 'deleteClient',
-      summary: 'Delete a client; its tokens can no longer be refreshed',
+      summary: 'Delete a client; its refresh tokens stop working, also if the id is created again',
       tags,
       auth: 'admin',
       params: clientId,
@@ -105,13 +131,14 @@ export function clientRoutes(clients: Clients) {
       method: 'post',
       path: '/admin/clients/{id}/rotate-secret',
       operationId: 'rotateClientSecret',
-      summary: 'Replace the secret (the old one stops working at once); the new one is shown once',
+      summary: 'Replace the secret (the old one stops working at once; sessions are kept unless revoke_sessions); the new one is shown once',
       tags,
       auth: 'admin',
       params: clientId,
+      body: rotateBody,
       response: { status: 200, description: 'Rotated', schema: withSecret },
       errors: [404],
-      handle: ({ params, meta }) => clients.rotateSecret(params.id, meta),
+      handle: ({ params, body, meta }) => clients.rotateSecret(params.id, meta, { revokeSessions: body?.revoke_sessions }),
     }),
   ];
 }

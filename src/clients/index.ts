@@ -2,9 +2,16 @@
 // (a secret is 256 random bits, so a fast hash is enough). Every change is
 // audited here, whoever makes it (admin API or CLI). oidc-provider reads
 // clients through src/tokens/client-adapter.ts.
+//
+// Each client row carries a session epoch (a UUID) that its grants record:
+// deleting the client, re-creating the same id (a fresh epoch) and
+// rotate-secret with revoke_sessions leave every older grant dead
+// (src/tokens/sessions.ts), committed with the audit row in one transaction.
 import { z } from 'zod';
 import { ServiceError } from '../errors.ts';
+import { randomUUID } from 'node:crypto';
 import { randomToken, safeEqual, sha256 } from '../lib/crypto.ts';
+import type { Logger } from '../observability/log.ts';
 import type { AuditLog, AuditMeta } from '../security/audit.ts';
 import type { Db } from '../store/postgres.ts';
 
@@ -21,6 +28,8 @@ export const clientInput = z.object({
   grantTypes: z.array(z.enum(GRANT_TYPES)).min(1),
   scopes: z.array(z.string().regex(scopeToken, 'not a valid scope token')).default([]),
   trustedGateway: z.boolean().default(false),
+  /** Resource indicators (RFC 8707) the client may request besides the default audience. */
+  resources: z.array(z.string().max(2000)).max(16).default([]),
 });
 export type ClientInput = z.input<typeof clientInput>;
 
@@ -32,20 +41,38 @@ export function checkScopes(scopes: readonly string[], knownScopes: readonly str
   }
 }
 
+/** Throws validation_failed unless every resource is one the service issues tokens for (besides the default). */
+export function checkResources(resources: readonly string[], knownResources: readonly string[], field = 'resources'): void {
+  const unknown = resources.filter((r) => !knownResources.includes(r));
+  if (unknown.length) {
+    throw new ServiceError('validation_failed', `unknown resource ${unknown.join(', ')}; allowed: ${knownResources.join(', ') || 'none'}`, {
+      field,
+    });
+  }
+}
+
 /** Does the presented secret match the stored digest? Constant time. */
 export function secretMatches(storedHash: string | undefined, presented: string): boolean {
   return !!storedHash && safeEqual(storedHash, sha256(presented));
 }
 
-export type ClientView = { client_id: string; grant_types: string[]; scope: string; trusted_gateway: boolean; created_at: string };
+export type ClientView = {
+  client_id: string;
+  grant_types: string[];
+  scope: string;
+  trusted_gateway: boolean;
+  allowed_resources: string[];
+  created_at: string;
+};
 
-type ClientRow = { id: string; grantTypes: string[]; scope: string; trustedGateway: boolean; createdAt: Date };
+type ClientRow = { id: string; grantTypes: string[]; scope: string; trustedGateway: boolean; allowedResources: string[]; createdAt: Date };
 
 const view = (row: ClientRow): ClientView => ({
   client_id: row.id,
   grant_types: row.grantTypes,
   scope: row.scope,
   trusted_gateway: row.trustedGateway,
+  allowed_resources: row.allowedResources,
   created_at: row.createdAt.toISOString(),
 });
 
@@ -54,6 +81,7 @@ export async function createClient(
   db: Db,
   input: ClientInput,
   knownScopes: readonly string[],
+  knownResources: readonly string[] = [],
 ): Promise<ClientView & { client_secret: string }> {
   const parsed = clientInput.safeParse(input);
   if (!parsed.success) {
@@ -62,12 +90,22 @@ export async function createClient(
       field: String(issue.path[0] ?? ''),
     });
   }
-  const { id, grantTypes, scopes, trustedGateway } = parsed.data;
+  const { id, grantTypes, scopes, trustedGateway, resources } = parsed.data;
   checkScopes(scopes, knownScopes);
+  checkResources(resources, knownResources);
   const secret = randomToken();
   try {
+    // A new row gets a new session epoch (the column default): tokens of a
+    // deleted client with the same id stay dead.
     const row = await db.client.create({
-      data: { id, secretHash: sha256(secret), grantTypes: [...new Set(grantTypes)], scope: scopes.join(' '), trustedGateway },
+      data: {
+        id,
+        secretHash: sha256(secret),
+        grantTypes: [...new Set(grantTypes)],
+        scope: scopes.join(' '),
+        trustedGateway,
+        allowedResources: [...new Set(resources)],
+      },
     });
     return { ...view(row), client_secret: secret };
   } catch (err) {
@@ -82,16 +120,32 @@ const missing = (id: string) => (err: { code?: string }) => {
   throw err.code === 'P2025' ? new ServiceError('not_found', `no client ${id}`) : err;
 };
 
+/**
+ * Removes what the token store still holds for a client whose grants are
+ * already dead by epoch (implemented in src/tokens; passed in).
+ */
+export type ClientSessionCleanup = { purgeClient(clientId: string): Promise<number> };
+
+export type ClientsDeps = {
+  db: Db;
+  audit: AuditLog;
+  knownScopes: readonly string[];
+  /** Resource indicators a client may be allowed besides the default audience (ADMIN_AUDIENCE). */
+  knownResources?: readonly string[];
+  sessions?: ClientSessionCleanup;
+  logger?: Logger;
+};
+
 /** Client administration; every change is audited here. */
 export class Clients {
   readonly #db: Db;
   readonly #audit: AuditLog;
-  readonly #knownScopes: readonly string[];
+  readonly #deps: ClientsDeps;
 
-  constructor(deps: { db: Db; audit: AuditLog; knownScopes: readonly string[] }) {
+  constructor(deps: ClientsDeps) {
     this.#db = deps.db;
     this.#audit = deps.audit;
-    this.#knownScopes = deps.knownScopes;
+    this.#deps = deps;
   }
 
   async list(): Promise<ClientView[]> {
@@ -103,38 +157,74 @@ export class Clients {
   }
 
   async create(input: ClientInput, meta: AuditMeta): Promise<ClientView & { client_secret: string }> {
-    const created = await createClient(this.#db, input, this.#knownScopes);
-    const { grant_types, scope, trusted_gateway } = created;
-    await this.#audit.record({ ...meta, type: 'client.created', subject: created.client_id, details: { grant_types, scope, trusted_gateway } });
+    const created = await createClient(this.#db, input, this.#deps.knownScopes, this.#deps.knownResources);
+    const { grant_types, scope, trusted_gateway, allowed_resources } = created;
+    await this.#audit.record({
+      ...meta,
+      type: 'client.created',
+      subject: created.client_id,
+      details: { grant_types, scope, trusted_gateway, allowed_resources },
+    });
     return created;
   }
 
-  /** Changes grant types and/or scopes; takes effect at the client's next token request. */
-  async update(id: string, change: { grantTypes?: GrantType[]; scopes?: string[] }, meta: AuditMeta): Promise<ClientView> {
-    checkScopes(change.scopes ?? [], this.#knownScopes);
+  /** Changes grant types, scopes and/or allowed resources; takes effect at the client's next token request. */
+  async update(
+    id: string,
+    change: { grantTypes?: GrantType[]; scopes?: string[]; resources?: string[] },
+    meta: AuditMeta,
+  ): Promise<ClientView> {
+    checkScopes(change.scopes ?? [], this.#deps.knownScopes);
+    checkResources(change.resources ?? [], this.#deps.knownResources ?? []);
     const row = await this.#db.client
       .update({
         where: { id },
         data: {
           ...(change.grantTypes ? { grantTypes: [...new Set(change.grantTypes)] } : {}),
           ...(change.scopes ? { scope: [...new Set(change.scopes)].join(' ') } : {}),
+          ...(change.resources ? { allowedResources: [...new Set(change.resources)] } : {}),
         },
       })
       .catch(missing(id));
-    await this.#audit.record({ ...meta, type: 'client.updated', subject: id, details: { grant_types: row.grantTypes, scope: row.scope } });
+    await this.#audit.record({
+      ...meta,
+      type: 'client.updated',
+      subject: id,
+      details: { grant_types: row.grantTypes, scope: row.scope, allowed_resources: row.allowedResources },
+    });
     return view(row);
   }
 
-  /** A new secret replaces the old one at once; it is returned this one time. */
-  async rotateSecret(id: string, meta: AuditMeta): Promise<ClientView & { client_secret: string }> {
+  /**
+   * A new secret replaces the old one at once; it is returned this one time.
+   * The client's sessions survive unless `revokeSessions` (a new epoch).
+   */
+  async rotateSecret(id: string, meta: AuditMeta, opts: { revokeSessions?: boolean } = {}): Promise<ClientView & { client_secret: string }> {
     const secret = randomToken();
-    const row = await this.#db.client.update({ where: { id }, data: { secretHash: sha256(secret) } }).catch(missing(id));
-    await this.#audit.record({ ...meta, type: 'client.secret_rotated', subject: id });
+    const revokeSessions = opts.revokeSessions === true;
+    const row = await this.#db.$atomic(async (tx) => {
+      const updated = await tx.client
+        .update({ where: { id }, data: { secretHash: sha256(secret), ...(revokeSessions ? { sessionEpoch: randomUUID() } : {}) } })
+        .catch(missing(id));
+      await this.#audit.recordIn(tx, { ...meta, type: 'client.secret_rotated', subject: id, details: { revoke_sessions: revokeSessions } });
+      return updated;
+    });
+    if (revokeSessions) await this.#cleanUp(id);
     return { ...view(row), client_secret: secret };
   }
 
   async delete(id: string, meta: AuditMeta): Promise<void> {
-    await this.#db.client.delete({ where: { id } }).catch(missing(id));
-    await this.#audit.record({ ...meta, type: 'client.deleted', subject: id });
+    await this.#db.$atomic(async (tx) => {
+      await tx.client.delete({ where: { id } }).catch(missing(id));
+      await this.#audit.recordIn(tx, { ...meta, type: 'client.deleted', subject: id });
+    });
+    await this.#cleanUp(id);
+  }
+
+  // Committed already; see Accounts for why a failure is only logged.
+  async #cleanUp(id: string): Promise<void> {
+    await this.#deps.sessions?.purgeClient(id).catch((err: unknown) => {
+      this.#deps.logger?.warn({ err: { message: (err as Error).message }, subject: id }, 'client session clean-up failed; the sessions are revoked');
+    });
   }
 }

@@ -72,6 +72,8 @@ const schema = z
     KEY_ROTATION_INTERVAL: z.coerce.number().int().min(0).max(10 * 365 * 86_400).default(30 * 86_400),
     JWKS_MAX_AGE: z.coerce.number().int().min(0).max(86_400).default(600),
     KEY_SYNC_INTERVAL: z.coerce.number().int().min(1).max(300).default(5),
+    // A replica whose key sync has failed this many intervals in a row stops signing and turns unready.
+    KEY_SYNC_MAX_MISSED: z.coerce.number().int().min(1).max(100).default(3),
     SIGNING_ALG: z
       .string()
       .default('ES256')
@@ -80,6 +82,7 @@ const schema = z
       })
       .pipe(z.enum(['ES256', 'EdDSA', 'PS256'])),
     TOKEN_AUDIENCE: z.url().default('api://default'),
+    ADMIN_AUDIENCE: optionalUrl,
     SCOPES: z
       .string()
       .default('api:read api:write')
@@ -184,6 +187,9 @@ const schema = z
         ctx.addIssue({ code: 'custom', path: [name], message: 'must be 32 bytes, base64-encoded (openssl rand -base64 32)' });
       }
     }
+    if (env.ADMIN_AUDIENCE && env.ADMIN_AUDIENCE === env.TOKEN_AUDIENCE) {
+      ctx.addIssue({ code: 'custom', path: ['ADMIN_AUDIENCE'], message: 'must differ from TOKEN_AUDIENCE' });
+    }
     if (env.KEY_ROTATION_INTERVAL > 0 && env.KEY_ROTATION_INTERVAL <= env.JWKS_MAX_AGE + env.KEY_SYNC_INTERVAL) {
       ctx.addIssue({
         code: 'custom',
@@ -227,8 +233,11 @@ function toConfig(e: Env) {
     keyRotationInterval: e.KEY_ROTATION_INTERVAL,
     jwksMaxAge: e.JWKS_MAX_AGE,
     keySyncInterval: e.KEY_SYNC_INTERVAL,
+    keySyncMaxMissed: e.KEY_SYNC_MAX_MISSED,
     signingAlg: e.SIGNING_ALG,
     audience: e.TOKEN_AUDIENCE,
+    /** `aud` of admin API tokens: only clients allowed this resource get them (RFC 8707 `resource`). */
+    adminAudience: e.ADMIN_AUDIENCE ?? `${issuer}/admin`,
     scopes: Object.freeze(e.SCOPES) as readonly string[],
     accessTokenTtl: e.ACCESS_TOKEN_TTL,
     refreshTokenIdleTtl: e.REFRESH_TOKEN_IDLE_TTL,

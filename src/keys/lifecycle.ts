@@ -5,6 +5,13 @@
 // schedule (plan) is a pure function; SigningKeys applies it and is what the
 // CLI and the rotation loop call. Operator actions are audited here, so they
 // are audited the same way whoever calls them.
+//
+// The algorithm lives in the key table, not in each replica's SIGNING_ALG:
+// SIGNING_ALG picks the first key's algorithm only, a successor keeps its
+// predecessor's, and `keys set-alg` changes it by publishing a `next` key of
+// the new algorithm that signs after the full pre-publication window. So
+// replicas whose SIGNING_ALG disagree during a rolling deploy all sign with
+// the one active key and create nothing (src/tokens/key-rotation.ts warns).
 import type { JWK } from 'jose';
 import { ServiceError } from '../errors.ts';
 import { seal, SealError, unseal } from '../lib/crypto.ts';
@@ -54,7 +61,11 @@ type Row = {
   retiredAt: Date | null;
 };
 
-type Action = { type: 'promote'; kid: string } | { type: 'create-active' } | { type: 'create-next' } | { type: 'retire'; kid: string };
+type Action =
+  | { type: 'promote'; kid: string }
+  | { type: 'create-active'; alg: SigningAlg }
+  | { type: 'create-next'; alg: SigningAlg }
+  | { type: 'retire'; kid: string };
 /** An action as carried out: every one names its key. */
 export type Applied = { type: Action['type']; kid: string };
 
@@ -68,14 +79,19 @@ const SCHEDULED: Record<Action['type'], 'key.created' | 'key.activated' | 'key.r
 
 const after = (from: Date, seconds: number) => new Date(from.getTime() + seconds * 1000);
 
-/** What is due now; empty when the keys are as they should be. Pure. */
+/**
+ * What is due now; empty when the keys are as they should be. Pure. Only an
+ * empty table gets a key that signs at once (in SIGNING_ALG); otherwise a key
+ * signs only after its pre-publication window, whatever the replica's
+ * SIGNING_ALG says.
+ */
 export function plan(rows: readonly Row[], policy: KeyPolicy, now: Date): Action[] {
   const actions: Action[] = [];
-  const active = rows.find((r) => r.status === 'active' && r.alg === policy.alg);
-  const next = rows.find((r) => r.status === 'next' && r.alg === policy.alg);
+  const active = rows.find((r) => r.status === 'active');
+  const next = rows.find((r) => r.status === 'next');
   if (!active) {
-    // First boot, a SIGNING_ALG change, or the active key was revoked: sign at once.
-    actions.push(next ? { type: 'promote', kid: next.kid } : { type: 'create-active' });
+    // First boot (or a table left without an active key by hand): sign at once.
+    actions.push(next ? { type: 'promote', kid: next.kid } : { type: 'create-active', alg: policy.alg });
   } else if (next && now >= after(next.createdAt, policy.prePublish)) {
     actions.push({ type: 'promote', kid: next.kid });
   } else if (
@@ -83,13 +99,12 @@ export function plan(rows: readonly Row[], policy: KeyPolicy, now: Date): Action
     policy.rotationInterval > 0 &&
     now >= after(active.activatedAt ?? active.createdAt, policy.rotationInterval - policy.prePublish)
   ) {
-    actions.push({ type: 'create-next' });
+    actions.push({ type: 'create-next', alg: active.alg as SigningAlg });
   }
   for (const r of rows) {
     if (r.status === 'retiring' && now >= after(r.deactivatedAt ?? r.createdAt, policy.postPublish)) {
       actions.push({ type: 'retire', kid: r.kid });
     }
-    if (r.status === 'next' && r.alg !== policy.alg) actions.push({ type: 'retire', kid: r.kid });
   }
   return actions;
 }
@@ -166,7 +181,8 @@ async function advance(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new D
   const guess = plan(await publishedRows(db), policy, now);
   if (guess.length === 0) return [];
   // Key generation (PS256: a 3072-bit RSA key) happens outside the lock.
-  const fresh = guess.some((a) => a.type.startsWith('create')) ? await newKey(policy.alg) : undefined;
+  const creating = guess.find((a) => a.type === 'create-next' || a.type === 'create-active');
+  const fresh = creating && 'alg' in creating ? await newKey(creating.alg) : undefined;
   return locked(db, async (tx) => {
     const actions = plan(await tx.signingKey.findMany({ where: { status: { in: [...PUBLISHED] } }, select: ROW_SELECT }), policy, now);
     const applied: Applied[] = [];
@@ -174,7 +190,7 @@ async function advance(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new D
       if (action.type === 'promote') await promote(tx, action.kid, now);
       if (action.type === 'retire') await unpublish(tx, action.kid, 'retired', now);
       if (action.type === 'create-next' || action.type === 'create-active') {
-        const key = fresh ?? (await newKey(policy.alg));
+        const key = fresh?.alg === action.alg ? fresh : await newKey(action.alg);
         await insertKey(tx, kek, key, action.type === 'create-next' ? 'next' : 'active', now);
         if (action.type === 'create-active') await promote(tx, key.kid, now);
         applied.push({ type: action.type, kid: key.kid });
@@ -230,9 +246,10 @@ async function listKeys(db: Db, policy: KeyPolicy): Promise<KeyView[]> {
  * while a successor is waiting.
  */
 async function rotateKeys(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = new Date()): Promise<KeyView> {
-  const fresh = await newKey(policy.alg);
+  const current = await db.signingKey.findFirst({ where: { status: 'active' }, select: { alg: true } });
+  const fresh = await newKey((current?.alg as SigningAlg | undefined) ?? policy.alg);
   const row = await locked(db, async (tx) => {
-    const waiting = await tx.signingKey.findFirst({ where: { status: 'next', alg: policy.alg }, select: ROW_SELECT });
+    const waiting = await tx.signingKey.findFirst({ where: { status: 'next' }, select: ROW_SELECT });
     if (waiting) return waiting;
     await insertKey(tx, kek, fresh, 'next', now);
     return tx.signingKey.findUniqueOrThrow({ where: { kid: fresh.kid }, select: ROW_SELECT });
@@ -241,19 +258,41 @@ async function rotateKeys(db: Db, kek: Buffer, policy: KeyPolicy, now: Date = ne
 }
 
 /**
+ * Moves signing to `alg`: publishes a key of that algorithm as `next` (in
+ * place of a waiting successor of another algorithm); it signs once its
+ * pre-publication window has passed. Idempotent; nothing to do when the
+ * active key already uses `alg` and nothing else waits.
+ */
+async function setAlgorithm(db: Db, kek: Buffer, alg: SigningAlg, policy: KeyPolicy, now: Date = new Date()): Promise<KeyView | null> {
+  const fresh = await newKey(alg);
+  const row = await locked(db, async (tx) => {
+    const rows = await tx.signingKey.findMany({ where: { status: { in: ['active', 'next'] } }, select: ROW_SELECT });
+    const next = rows.find((r) => r.status === 'next');
+    if (next?.alg === alg) return next;
+    if (next) await unpublish(tx, next.kid, 'retired', now);
+    if (!next && rows.find((r) => r.status === 'active')?.alg === alg) return null;
+    await insertKey(tx, kek, fresh, 'next', now);
+    return tx.signingKey.findUniqueOrThrow({ where: { kid: fresh.kid }, select: ROW_SELECT });
+  });
+  return row && view(row, policy);
+}
+
+/**
  * Emergency: removes a (compromised) key from the JWKS at once. Tokens it
  * signed stop verifying as soon as verifiers refetch the JWKS. If it was the
  * signing key, a successor signs immediately.
  */
 async function revokeKey(db: Db, kek: Buffer, kid: string, policy: KeyPolicy, now: Date = new Date()): Promise<KeyView[]> {
-  const fresh = await newKey(policy.alg);
+  // A successor in the revoked key's algorithm, generated outside the lock.
+  const victim = await db.signingKey.findUnique({ where: { kid }, select: { alg: true } });
+  const fresh = await newKey((victim?.alg as SigningAlg | undefined) ?? policy.alg);
   await locked(db, async (tx) => {
     const row = await tx.signingKey.findUnique({ where: { kid }, select: ROW_SELECT });
     if (!row) throw new ServiceError('not_found', `no signing key ${kid}`);
     if (row.status === 'retired' || row.status === 'revoked') throw new ServiceError('conflict', `key ${kid} is already ${row.status}`);
     await unpublish(tx, kid, 'revoked', now);
     if (row.status === 'active') {
-      const next = await tx.signingKey.findFirst({ where: { status: 'next', alg: policy.alg }, select: ROW_SELECT });
+      const next = await tx.signingKey.findFirst({ where: { status: 'next' }, select: ROW_SELECT });
       if (next) await promote(tx, next.kid, now);
       else {
         await insertKey(tx, kek, fresh, 'active', now);
@@ -306,11 +345,12 @@ export function versionOf(rows: readonly Pick<Row, 'kid' | 'status'>[]): string 
     .join(',');
 }
 
-export async function loadPublished(db: Db, kek: Buffer, alg: SigningAlg): Promise<PublishedKeys> {
+/** The published keys and the active one's private JWK (whatever its algorithm). */
+export async function loadPublished(db: Db, kek: Buffer): Promise<PublishedKeys> {
   const rows = await db.signingKey.findMany({ where: { status: { in: [...PUBLISHED] } } });
   rows.sort((a, b) => ORDER[a.status]! - ORDER[b.status]! || b.createdAt.getTime() - a.createdAt.getTime());
-  const active = rows.find((r) => r.status === 'active' && r.alg === alg);
-  if (!active) throw new ServiceError('server_error', `no active ${alg} signing key`);
+  const active = rows.find((r) => r.status === 'active');
+  if (!active) throw new ServiceError('server_error', 'no active signing key');
   return {
     version: versionOf(rows),
     signing: JSON.parse(unsealKey(kek, active.privateJwkEnc, active.kid)) as JWK,
@@ -347,6 +387,19 @@ export class SigningKeys {
     const next = await rotateKeys(this.db, this.kek, this.policy, now);
     await this.#audit.record({ ...meta, type: 'key.rotated', subject: next.kid, details: { alg: next.alg } });
     return next;
+  }
+
+  /** `keys set-alg`: the new algorithm signs after the pre-publication window; null when it already does. */
+  async setAlg(alg: SigningAlg, meta: AuditMeta, now?: Date): Promise<KeyView | null> {
+    const next = await setAlgorithm(this.db, this.kek, alg, this.policy, now);
+    await this.#audit.record({ ...meta, type: 'key.algorithm_set', subject: next?.kid ?? null, details: { alg } });
+    return next;
+  }
+
+  /** Is `kid` in the JWKS right now (next, active or retiring)? Read from Postgres, for the admin API. */
+  async isPublished(kid: string): Promise<boolean> {
+    const row = await this.db.signingKey.findUnique({ where: { kid }, select: { status: true } });
+    return !!row && (PUBLISHED as readonly string[]).includes(row.status);
   }
 
   async revoke(kid: string, meta: AuditMeta, now?: Date): Promise<KeyView[]> {

@@ -91,6 +91,11 @@ export function createMetrics(sources: ScrapeSources = {}) {
       registers,
     }),
     postgresErrors,
+    keySyncFailures: new Counter({
+      name: 'identity_key_sync_failures_total',
+      help: 'Failed checks of the signing keys table by this replica (it stops signing after KEY_SYNC_MAX_MISSED in a row)',
+      registers,
+    }),
     legacyHashes: new Gauge({
       name: 'identity_legacy_password_hashes',
       help: 'Users whose stored password hash is not argon2id (upgraded on their next login)',

@@ -1,10 +1,11 @@
 // Audit events in Postgres: time, type, outcome/reason, actor, subject,
 // client, IP and request id. Callers pass codes and ids only, never a
 // password, token or secret. Writing an event never fails the action it
-// records: a failed insert is logged and dropped.
+// records (a failed insert is logged and dropped), except for revocations,
+// which write theirs in the same transaction as the change (recordIn).
 import type { Prisma } from '../generated/prisma/client.ts';
 import type { Logger } from '../observability/log.ts';
-import type { Db } from '../store/postgres.ts';
+import type { Db, Tx } from '../store/postgres.ts';
 
 export const AUDIT_TYPES = [
   'login.success',
@@ -34,6 +35,7 @@ export const AUDIT_TYPES = [
   'key.rotated',
   'key.revoked',
   'key.rekeyed',
+  'key.algorithm_set',
 ] as const;
 export type AuditType = (typeof AUDIT_TYPES)[number];
 
@@ -73,22 +75,30 @@ export class AuditLog {
 
   async record(event: AuditInput): Promise<void> {
     try {
-      await this.#db.auditEvent.create({
-        data: {
-          type: event.type,
-          outcome: event.outcome ?? 'success',
-          reason: event.reason ?? null,
-          actor: event.actor ?? null,
-          subject: event.subject ?? null,
-          clientId: event.clientId ?? null,
-          ip: event.ip ?? null,
-          requestId: event.requestId ?? null,
-          ...(event.details ? { details: event.details as Prisma.InputJsonValue } : {}),
-        },
-      });
+      await this.recordIn(this.#db, event);
     } catch (err) {
       this.#logger?.error({ err: { message: (err as Error).message }, type: event.type }, 'audit event not recorded');
     }
+  }
+
+  /**
+   * Writes the event inside the caller's transaction: the change and its
+   * audit row commit together or not at all (a failure propagates).
+   */
+  async recordIn(tx: Tx | Db, event: AuditInput): Promise<void> {
+    await tx.auditEvent.create({
+      data: {
+        type: event.type,
+        outcome: event.outcome ?? 'success',
+        reason: event.reason ?? null,
+        actor: event.actor ?? null,
+        subject: event.subject ?? null,
+        clientId: event.clientId ?? null,
+        ip: event.ip ?? null,
+        requestId: event.requestId ?? null,
+        ...(event.details ? { details: event.details as Prisma.InputJsonValue } : {}),
+      },
+    });
   }
 
   /** Newest first; `before` is the id of the last event of the previous page. */

@@ -57,6 +57,21 @@ export function createDb(url: string, poolMax: number) {
     connectionTimeoutMillis: 2000,
   });
   const client = new PrismaClient({ adapter });
+  // An interactive transaction (under an advisory lock when `lockKey` is
+  // given) whose failures, start-up included, are tagged like any query's.
+  const transaction = async <T>(fn: (tx: Prisma.TransactionClient) => Promise<T>, lockKey?: number): Promise<T> => {
+    try {
+      return await client.$transaction(
+        async (tx) => {
+          if (lockKey !== undefined) await tx.$executeRaw`SELECT pg_advisory_xact_lock(${lockKey})`;
+          return fn(tx);
+        },
+        { maxWait: 10_000, timeout: 30_000 },
+      );
+    } catch (err) {
+      return tagged(err);
+    }
+  };
   return client.$extends({
     query: {
       async $allOperations({ args, query }) {
@@ -68,19 +83,13 @@ export function createDb(url: string, poolMax: number) {
       },
     },
     client: {
-      /** An interactive transaction whose start-up failures are tagged like any query's. */
-      async $locked<T>(fn: (tx: Prisma.TransactionClient) => Promise<T>, lockKey: number): Promise<T> {
-        try {
-          return await client.$transaction(
-            async (tx) => {
-              await tx.$executeRaw`SELECT pg_advisory_xact_lock(${lockKey})`;
-              return fn(tx);
-            },
-            { maxWait: 10_000, timeout: 30_000 },
-          );
-        } catch (err) {
-          return tagged(err);
-        }
+      /** One transaction: every statement in `fn` commits, or none does. */
+      $atomic<T>(fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+        return transaction(fn);
+      },
+      /** $atomic under a transaction-scoped advisory lock. */
+      $locked<T>(fn: (tx: Prisma.TransactionClient) => Promise<T>, lockKey: number): Promise<T> {
+        return transaction(fn, lockKey);
       },
     },
   });

@@ -4,7 +4,15 @@
 import type { Db } from '../store/postgres.ts';
 import { atBoundary } from './oidc.ts';
 
-type ClientRow = { id: string; secretHash: string; grantTypes: string[]; scope: string; trustedGateway: boolean };
+type ClientRow = {
+  id: string;
+  secretHash: string;
+  grantTypes: string[];
+  scope: string;
+  trustedGateway: boolean;
+  sessionEpoch: string;
+  allowedResources: string[];
+};
 
 export function toClientMetadata(row: ClientRow) {
   return {
@@ -17,6 +25,10 @@ export function toClientMetadata(row: ClientRow) {
     token_endpoint_auth_method: 'client_secret_basic',
     ...(row.scope ? { scope: row.scope } : {}),
     trusted_gateway: row.trustedGateway,
+    // Read on every token request anyway: refresh compares the grant's stamp
+    // with it, and resource indicators are checked against the list.
+    session_epoch: row.sessionEpoch,
+    allowed_resources: row.allowedResources,
   };
 }
 

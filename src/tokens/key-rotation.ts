@@ -6,11 +6,21 @@
 // provider state lives in Redis and Postgres, so the swap loses nothing;
 // requests already inside the old provider finish with the old key, which is
 // still published.
-import type { JWK } from 'jose';
+//
+// A replica signs only while it knows it is right to: when its key sync has
+// failed KEY_SYNC_MAX_MISSED intervals in a row, or the key it signs with is
+// no longer the active one and it could not load the new one, /token answers
+// 503 and readiness turns false (a stale replica could otherwise sign with a
+// key that leaves the JWKS). The published keys also serve the admin API's
+// in-process verification (verificationKeys), so a revoked key stops working
+// there at once.
+import { createLocalJWKSet, type JWK, type JWTVerifyGetKey } from 'jose';
 import type Provider from 'oidc-provider';
 import { sha256 } from '../lib/crypto.ts';
 import { loadPublished, publishedRows, versionOf, type SigningKeys } from '../keys/lifecycle.ts';
+import type { SigningAlg } from '../keys/keystore.ts';
 import type { Logger } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { AuditMeta } from '../security/audit.ts';
 import { requestHandlerOf, type RequestHandler as Handler } from './oidc.ts';
 
@@ -23,6 +33,11 @@ export type KeyRotationOptions = {
   /** Builds a provider that signs with `signingKey`. */
   buildProvider(signingKey: JWK): Provider;
   logger: Logger;
+  /** Consecutive failed syncs after which this replica stops signing (KEY_SYNC_MAX_MISSED). */
+  maxMissedSyncs?: number;
+  /** SIGNING_ALG: only a warning when the active key disagrees. */
+  configuredAlg?: SigningAlg;
+  metrics?: Metrics;
   now?: () => Date;
 };
 
@@ -37,6 +52,11 @@ export class KeyRotation {
   #timer: NodeJS.Timeout | undefined;
   #syncing: Promise<void> | undefined;
   #activeKid = '';
+  #published: JWK[] = [];
+  #keySet: JWTVerifyGetKey = createLocalJWKSet({ keys: [] });
+  #lastSynced = 0;
+  #signingKeyActive = false;
+  #warnedAlg = '';
 
   constructor(opts: KeyRotationOptions) {
     this.#opts = opts;
@@ -68,9 +88,38 @@ export class KeyRotation {
     return this.#activeKid;
   }
 
-  /** A stable request handler that always reaches the current provider. */
+  /** Synced within KEY_SYNC_MAX_MISSED intervals, and the key it signs with is still the active one. */
+  get fitToSign(): boolean {
+    const window = (this.#opts.maxMissedSyncs ?? 3) * this.#opts.syncInterval * 1000;
+    return this.#activeKid !== '' && this.#signingKeyActive && Date.now() - this.#lastSynced <= window;
+  }
+
+  /** The published keys (JWKS members), for in-process verification: a key revoked here is gone at once. */
+  verificationKeys(): JWTVerifyGetKey {
+    return (header, token) => this.#keySet(header, token);
+  }
+
+  /** kids in the JWKS right now. */
+  get publishedKids(): string[] {
+    return this.#published.map((k) => k.kid!).filter(Boolean);
+  }
+
+  /**
+   * A stable request handler that always reaches the current provider. The
+   * token endpoint answers 503 while this replica is not fit to sign.
+   */
   callback(): Handler {
-    return (req, res) => this.#handler!(req, res);
+    return (req, res) => {
+      if (!this.fitToSign && req.method === 'POST' && (req.url ?? '').split('?')[0] === '/token') {
+        res.statusCode = 503;
+        res.setHeader('Retry-After', String(this.#opts.syncInterval));
+        res.setHeader('Cache-Control', 'no-store');
+        res.setHeader('Content-Type', 'application/json; charset=utf-8');
+        res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'signing keys are not in sync, try again later' }));
+        return;
+      }
+      this.#handler!(req, res);
+    };
   }
 
   /** GET /jwks from the pre-serialized body: strong ETag, 304, public caching. */
@@ -109,32 +158,57 @@ export class KeyRotation {
       const { keys } = this.#opts;
       const done = await keys.advance(this.#now());
       if (done.length) this.#opts.logger.info({ actions: done }, 'signing keys advanced');
-      if (versionOf(await publishedRows(keys.db)) !== this.#version) await this.#reload();
+      const rows = await publishedRows(keys.db);
+      this.#signingKeyActive = rows.some((r) => r.kid === this.#activeKid && r.status === 'active');
+      if (versionOf(rows) !== this.#version) await this.#reload();
+      this.#lastSynced = Date.now();
     } catch (err) {
-      this.#opts.logger.warn({ err: { message: (err as Error).message } }, 'signing key sync failed; keeping the current keys');
+      this.#opts.metrics?.keySyncFailures.inc();
+      this.#opts.logger.warn(
+        { err: { message: (err as Error).message }, fitToSign: this.fitToSign },
+        'signing key sync failed; keeping the current keys',
+      );
     }
   }
 
   async #reload(): Promise<void> {
-    const { db, kek, policy } = this.#opts.keys;
-    const keys = await loadPublished(db, kek, policy.alg);
+    const { db, kek } = this.#opts.keys;
+    const keys = await loadPublished(db, kek);
     const body = Buffer.from(JSON.stringify({ keys: keys.published }));
     const provider = this.#opts.buildProvider(keys.signing);
     const handler = requestHandlerOf(provider);
     // The swap: plain assignments, no await in between.
     this.#jwks = { body, etag: `"${sha256(body)}"` };
+    this.#published = keys.published;
+    this.#keySet = createLocalJWKSet({ keys: keys.published });
     this.#provider = provider;
     this.#handler = handler;
     this.#version = keys.version;
     const previous = this.#activeKid;
     this.#activeKid = keys.signing.kid!;
+    this.#signingKeyActive = true;
+    this.#lastSynced = Date.now();
     if (previous && previous !== this.#activeKid) this.#opts.logger.info({ kid: this.#activeKid, previous }, 'signing with a new key');
+    const { configuredAlg } = this.#opts;
+    if (configuredAlg && keys.signing.alg !== configuredAlg && this.#warnedAlg !== this.#activeKid) {
+      this.#warnedAlg = this.#activeKid;
+      this.#opts.logger.warn(
+        { configured: configuredAlg, signing: keys.signing.alg, kid: this.#activeKid },
+        'SIGNING_ALG differs from the active key: signing with the active key; change the algorithm with `identity keys set-alg`',
+      );
+    }
   }
 
   // Operator actions, applied to this replica at once; other replicas follow
   // within one sync interval.
   async rotate(meta: AuditMeta) {
     const out = await this.#opts.keys.rotate(meta, this.#now());
+    await this.#syncAfterChange();
+    return out;
+  }
+
+  async setAlg(alg: SigningAlg, meta: AuditMeta) {
+    const out = await this.#opts.keys.setAlg(alg, meta, this.#now());
     await this.#syncAfterChange();
     return out;
   }

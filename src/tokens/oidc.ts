@@ -16,10 +16,21 @@ export type OidcClient = {
   clientId: string;
   scope: string | undefined;
   trustedGateway: boolean;
+  /** The client row's session epoch (grants record it; src/tokens/sessions.ts). */
+  sessionEpoch: string | undefined;
+  /** Resource indicators it may request besides the default audience. */
+  allowedResources: string[];
   grantTypeAllowed(grantType: string): boolean;
 };
 
-type RawClient = { clientId: string; scope?: string; trusted_gateway?: unknown; grantTypeAllowed(g: string): boolean };
+type RawClient = {
+  clientId: string;
+  scope?: string;
+  trusted_gateway?: unknown;
+  session_epoch?: unknown;
+  allowed_resources?: unknown;
+  grantTypeAllowed(g: string): boolean;
+};
 type RawOidc = {
   route?: string;
   params?: Record<string, unknown>;
@@ -46,11 +57,18 @@ export function paramOf(ctx: OidcContext | undefined, name: string): string | un
 
 export function clientOf(ctx: OidcContext | undefined): OidcClient | undefined {
   const raw = oidcOf(ctx)?.client;
-  if (!raw) return undefined;
+  return raw ? clientView(raw) : undefined;
+}
+
+/** Our view of a raw oidc-provider client (as oidc-provider hands it to its hooks). */
+export function clientView(client: unknown): OidcClient {
+  const raw = client as RawClient;
   return {
     clientId: raw.clientId,
     scope: raw.scope,
     trustedGateway: raw.trusted_gateway === true,
+    sessionEpoch: typeof raw.session_epoch === 'string' ? raw.session_epoch : undefined,
+    allowedResources: Array.isArray(raw.allowed_resources) ? raw.allowed_resources.filter((r): r is string => typeof r === 'string') : [],
     grantTypeAllowed: (g) => raw.grantTypeAllowed(g),
   };
 }
@@ -99,7 +117,7 @@ export function entityOf<T>(ctx: OidcContext | undefined, name: string): T | und
 }
 
 /** Sets the Account entity, so extraTokenClaims sees the roles without another read. */
-export function setAccount(ctx: OidcContext, account: { accountId: string }): void {
+export function setAccount(ctx: OidcContext, account: { accountId: string; roles: string[] }): void {
   ctx.oidc.entity('Account', account as unknown as Parameters<KoaContextWithOIDC['oidc']['entity']>[1]);
 }
 
@@ -176,6 +194,21 @@ export function adapterFactory(forModel: (model: string) => Adapter): AdapterFac
 /** Our adapters return plain payloads; oidc-provider's Adapter type wants its own. */
 export function asAdapter(adapter: object): Adapter {
   return adapter as Adapter;
+}
+
+/** Refresh token values come from `generate(grantId)` (the Redis layout needs the grant id in the value). */
+export function refreshTokenValues(provider: Provider, generate: (grantId: string | undefined) => string): void {
+  const prototype = provider.RefreshToken.prototype as unknown as { generateTokenId(this: { grantId?: string }): string };
+  prototype.generateTokenId = function generateTokenId() {
+    return generate(this.grantId);
+  };
+}
+
+/** What findAccount and extraTokenClaims learn of the token they are called for. */
+export function tokenFacts(token: unknown): { kind: string | undefined; grantId: string | undefined; accountId: string | undefined } {
+  const t = (token ?? {}) as { kind?: unknown; grantId?: unknown; accountId?: unknown };
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  return { kind: str(t.kind), grantId: str(t.grantId), accountId: str(t.accountId) };
 }
 
 /** Client secrets are stored as digests: oidc-provider must compare through `matches`. */

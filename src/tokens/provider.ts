@@ -12,6 +12,7 @@ import type { Account } from '../accounts/users.ts';
 import { CLIENT_ID, GRANT_TYPES, secretMatches } from '../clients/index.ts';
 import { deriveKey } from '../lib/crypto.ts';
 import type { Config } from '../config/index.ts';
+import type { SigningAlg } from '../keys/keystore.ts';
 import type { Logger } from '../observability/log.ts';
 import { countStoreError, type Metrics } from '../observability/metrics.ts';
 import { StoreUnavailable } from '../errors.ts';
@@ -25,19 +26,23 @@ import {
   CatalogueError,
   claimedClientIdOf,
   clientOf,
+  clientView,
   compareClientSecretWith,
   entityOf,
   formParamOf,
   issuedAtOfFamily,
   paramOf,
+  refreshTokenValues,
   requestIdOf,
   routeOf,
+  tokenFacts,
   trustProxyHops,
   type OidcContext,
 } from './oidc.ts';
 import { passwordGrant, PASSWORD_GRANT_PARAMS } from './password-grant.ts';
-import { refreshGraceMiddleware, type RefreshReuse } from './refresh-grace.ts';
-import { RefreshTokenReused } from './redis-adapter.ts';
+import { refreshGrace } from './refresh-grace.ts';
+import { refreshTokenValue, RefreshTokenReused } from './redis-adapter.ts';
+import { grantStampOf, stampClaims, stampHolds, stampingGrants } from './sessions.ts';
 
 export type ProviderDeps = {
   config: Config;
@@ -49,8 +54,6 @@ export type ProviderDeps = {
   login(source: LoginSource, username: string, password: string): Promise<Account | null>;
   /** The active account behind a token, or null (gone or disabled): refresh re-reads it. */
   findAccount(id: string): Promise<Account | null>;
-  /** Refresh-token reuse and grace window (Redis only). */
-  reuse: RefreshReuse | undefined;
   /** The password hash gate: when it is full, password grants are shed before any other work. */
   gate: HashGate;
   /** Limits on failed client authentication. */
@@ -63,48 +66,65 @@ export type ProviderDeps = {
 
 export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
   const { config } = deps;
+  // The key table decides the algorithm (src/keys/lifecycle.ts); SIGNING_ALG only picks the first key's.
+  const alg = (signingKey.alg ?? config.signingAlg) as SigningAlg;
 
-  const resourceServerInfo = async (_ctx: unknown, resource: string, client: { scope?: string }) => {
-    if (resource !== config.audience) throw new errors.InvalidTarget();
+  // Two resource servers: the default audience, for every client, and the
+  // admin API's, only for clients an admin allowed it (RFC 8707 `resource`).
+  const resourceServerInfo = async (_ctx: unknown, resource: string, rawClient: unknown) => {
+    const client = clientView(rawClient);
+    const allowed = resource === config.audience || (resource === config.adminAudience && client.allowedResources.includes(resource));
+    if (!allowed) throw new errors.InvalidTarget('the client may not request this resource');
     return {
       scope: client.scope ?? '',
-      audience: config.audience,
+      audience: resource,
       accessTokenTTL: config.accessTokenTtl,
       accessTokenFormat: 'jwt' as const,
-      jwt: { sign: { alg: config.signingAlg } },
+      jwt: { sign: { alg } },
     };
   };
   const findAccount = (id: string) => atBoundary(() => deps.findAccount(id));
+  // A grant is alive only while its stamp matches the account row just read
+  // and the client row client authentication read (src/tokens/sessions.ts).
+  const sessionHolds = (ctx: OidcContext, grantId: string | undefined, account: Account | null) =>
+    stampHolds(grantStampOf(ctx, grantId), account, clientOf(ctx)?.sessionEpoch);
 
   // Cookies are unused (no interactive flows) but oidc-provider wants keys;
   // derive them from the KEK so every replica agrees without another secret.
   const cookieKey = deriveKey(config.keyEncryptionKey ?? Buffer.alloc(32), 'identity cookie keys').toString('base64url');
 
   const provider = new Provider(config.issuer, {
-    adapter: adapterFactory((model) => (model === 'Client' ? deps.clients : deps.adapterFor(model))),
+    adapter: adapterFactory((model) =>
+      model === 'Client' ? deps.clients : model === 'Grant' ? stampingGrants(deps.adapterFor(model)) : deps.adapterFor(model),
+    ),
     clients: [],
     jwks: { keys: [signingKey] },
     cookies: { keys: [cookieKey] },
     scopes: ['offline_access', ...config.scopes],
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
     responseTypes: ['none'],
-    clientDefaults: { id_token_signed_response_alg: config.signingAlg, grant_types: [], response_types: [] },
+    clientDefaults: { id_token_signed_response_alg: alg, grant_types: [], response_types: [] },
     // CORS is off unless CORS_ORIGINS lists the origin (see responseHeaders below).
     clientBasedCORS: (_ctx, origin) => config.corsOrigins.includes(origin),
-    // Marks gateways allowed to send the end user's IP (src/security/client-ip.ts).
+    // From the client row (src/tokens/client-adapter.ts): gateways allowed to
+    // send the end user's IP (src/security/client-ip.ts), the session epoch
+    // grants record, the extra resources the client may request.
     extraClientMetadata: {
-      properties: ['trusted_gateway'],
+      properties: ['trusted_gateway', 'session_epoch', 'allowed_resources'],
       validator(_ctx, key, value) {
-        if (key === 'trusted_gateway' && value !== undefined && typeof value !== 'boolean') {
-          throw new errors.InvalidClientMetadata('trusted_gateway must be a boolean');
+        if (value === undefined) return;
+        if (key === 'trusted_gateway' && typeof value !== 'boolean') throw new errors.InvalidClientMetadata('trusted_gateway must be a boolean');
+        if (key === 'session_epoch' && typeof value !== 'string') throw new errors.InvalidClientMetadata('session_epoch must be a string');
+        if (key === 'allowed_resources' && !(Array.isArray(value) && value.every((v) => typeof v === 'string'))) {
+          throw new errors.InvalidClientMetadata('allowed_resources must be a list of strings');
         }
       },
     },
     enabledJWA: {
-      authorizationSigningAlgValues: [config.signingAlg],
-      idTokenSigningAlgValues: [config.signingAlg],
-      introspectionSigningAlgValues: [config.signingAlg],
-      userinfoSigningAlgValues: [config.signingAlg],
+      authorizationSigningAlgValues: [alg],
+      idTokenSigningAlgValues: [alg],
+      introspectionSigningAlgValues: [alg],
+      userinfoSigningAlgValues: [alg],
     },
     features: {
       // No browser flows: no interactions, logout or pushed authorization
@@ -118,9 +138,15 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
       clientCredentials: { enabled: true },
       // Refresh tokens are the only introspectable tokens (access tokens are
       // JWTs, verified offline), so a client may introspect only its own.
+      // A refresh token of a revoked session introspects inactive: the same
+      // truth as refresh (one Postgres read of the account).
       introspection: {
         enabled: true,
-        allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
+        allowedPolicy: async (ctx, client, token) => {
+          if (token.clientId !== client.clientId) return false;
+          const { kind, grantId, accountId } = tokenFacts(token);
+          return kind !== 'RefreshToken' || (!!accountId && sessionHolds(ctx, grantId, await findAccount(accountId)));
+        },
       },
       revocation: {
         enabled: true,
@@ -149,16 +175,23 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
       Interaction: 60,
       Session: 60,
     },
-    async findAccount(_ctx, sub) {
+    // Refresh: the account row (gone, not active, or a newer session
+    // generation) and the client's epoch decide whether the grant still holds.
+    async findAccount(ctx, sub, token) {
       const account = await findAccount(sub);
-      if (!account) return undefined;
+      if (!account || !sessionHolds(ctx, tokenFacts(token).grantId, account)) return undefined;
       return { ...account, claims: async () => ({ sub: account.accountId }) };
     },
     async extraTokenClaims(ctx, token) {
       if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
       const account = entityOf<Account>(ctx, 'Account') ?? (await findAccount(token.accountId));
-      // grant_id lets a gateway drop a revoked login's access tokens early.
-      return { roles: account?.roles ?? [], ...(token.grantId ? { grant_id: token.grantId } : {}) };
+      // grant_id lets a gateway drop a revoked login's access tokens early;
+      // the stamp lets the admin API (and the verifier's hook) check the session.
+      return {
+        roles: account?.roles ?? [],
+        ...(token.grantId ? { grant_id: token.grantId } : {}),
+        ...stampClaims(grantStampOf(ctx, token.grantId)),
+      };
     },
     async renderError(ctx, out) {
       ctx.type = 'json';
@@ -168,6 +201,7 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
 
   compareClientSecretWith(provider, secretMatches);
   trustProxyHops(provider, config.trustProxyHops);
+  refreshTokenValues(provider, refreshTokenValue);
 
   provider.registerGrantType(
     'password',
@@ -175,13 +209,14 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
       audience: config.audience,
       events: deps.events,
       login: deps.login,
+      findAccount: deps.findAccount,
       resourceServerInfo,
     }),
     PASSWORD_GRANT_PARAMS,
   );
 
   provider.use(responseHeaders(config.corsOrigins));
-  provider.use(refreshGraceMiddleware(deps.reuse));
+  provider.use(refreshGrace);
   provider.use(rfcErrorShim);
   provider.use(doors(deps));
   observe(provider, deps);

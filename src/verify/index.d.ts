@@ -1,7 +1,7 @@
 // Types of identity-service/verify (index.js). Structural node:http types so
 // that Express 4, Express 5 and plain node:http handlers all accept them.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { JWTPayload, ProtectedHeaderParameters } from 'jose';
+import type { JSONWebKeySet, JWTPayload, JWTVerifyGetKey, ProtectedHeaderParameters } from 'jose';
 
 export type AccessTokenClaims = JWTPayload & {
   iss: string;
@@ -13,6 +13,8 @@ export type AccessTokenClaims = JWTPayload & {
   client_id: string;
   scope?: string;
   roles?: string[];
+  /** The login (grant) the token belongs to: revoking it ends the login. */
+  grant_id?: string;
 };
 
 /** What requireAuth puts on `req.auth`. */
@@ -37,8 +39,20 @@ export type RequireAuthOptions = {
   issuer: string;
   /** This service's audience (the identity service's TOKEN_AUDIENCE). */
   audience: string | string[];
-  /** JWKS URL; default: `jwks_uri` from the issuer's discovery document. */
+  /** JWKS URL; default: `jwks_uri` from the issuer's discovery document. Ignored with `keys`. */
   jwksUri?: string;
+  /**
+   * Verify against these keys instead of fetching the JWKS: a JWKS object, or
+   * a key function such as jose's createLocalJWKSet() that the caller keeps
+   * current (the identity service's admin API passes its own published keys).
+   */
+  keys?: JSONWebKeySet | JWTVerifyGetKey;
+  /**
+   * Asked after a token verified: resolve true to refuse it as revoked (401
+   * `invalid_token`); a throw or rejection answers 503. Back it with the
+   * issuer's truth, e.g. introspection or a list of revoked `grant_id`s.
+   */
+  isRevoked?: (auth: AuthInfo, req: IncomingMessage) => boolean | Promise<boolean>;
   /** Accepted JWS algorithms (asymmetric only); default ES256, EdDSA, PS256. */
   algorithms?: string[];
   /** Seconds of clock skew tolerated on exp/nbf/iat; default 5. */

@@ -7,9 +7,11 @@
 //
 // Tokens are verified offline against the issuer's JWKS (jose's
 // createRemoteJWKSet: cached, refetched on an unknown kid after a cooldown),
-// as RFC 9068 JWT access tokens. Key material is taken only from that JWKS:
-// jku, x5u, jwk and x5c headers in a token are never followed.
-import { createRemoteJWKSet, errors, jwtVerify } from 'jose';
+// or against a key set the caller holds (`keys`), as RFC 9068 JWT access
+// tokens. Key material is taken only from that JWKS: jku, x5u, jwk and x5c
+// headers in a token are never followed. An optional `isRevoked` hook asks
+// the caller's source of revocation truth about each token that verified.
+import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify } from 'jose';
 
 const DEFAULT_ALGORITHMS = ['ES256', 'EdDSA', 'PS256'];
 // RFC 9068 §2.2: claims every access token carries (iss and aud are checked against the options).
@@ -51,8 +53,15 @@ export function requireAuth(options) {
     timeoutDuration: options.timeoutDuration ?? 5_000,
   };
 
-  /** @type {Promise<ReturnType<typeof createRemoteJWKSet>> | undefined} */
-  let keySet;
+  const { keys, isRevoked } = options;
+  if (keys !== undefined && typeof keys !== 'function' && !Array.isArray(keys?.keys)) {
+    throw new TypeError('requireAuth: `keys` must be a JWKS ({ keys: [...] }) or a key function');
+  }
+  if (isRevoked !== undefined && typeof isRevoked !== 'function') throw new TypeError('requireAuth: `isRevoked` must be a function');
+  const localKeys = keys === undefined ? undefined : typeof keys === 'function' ? keys : createLocalJWKSet(keys);
+
+  /** @type {Promise<import('jose').JWTVerifyGetKey> | undefined} */
+  let keySet = localKeys && Promise.resolve(localKeys);
   const getKeySet = () => {
     keySet ??= (options.jwksUri ? Promise.resolve(new URL(options.jwksUri)) : discoverJwksUri(issuer, jwksOptions.timeoutDuration))
       .then((url) => createRemoteJWKSet(url, jwksOptions))
@@ -82,7 +91,7 @@ export function requireAuth(options) {
       return challenge(res, 401, realm, 'invalid_token', DESCRIPTIONS[code] ?? 'the access token is invalid');
     }
     const { payload: claims, protectedHeader: tokenHeader } = result;
-    req.auth = {
+    const auth = {
       token: match[1],
       claims,
       header: tokenHeader,
@@ -91,6 +100,18 @@ export function requireAuth(options) {
       scopes: typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : [],
       roles: Array.isArray(claims.roles) ? claims.roles.filter((r) => typeof r === 'string') : [],
     };
+    if (isRevoked) {
+      let revoked;
+      try {
+        revoked = await isRevoked(auth, req);
+      } catch {
+        // The source of truth cannot answer: fail closed, and say it is not the token's fault.
+        res.setHeader('Retry-After', '1');
+        return challenge(res, 503, realm, 'temporarily_unavailable', 'the revocation check is unavailable');
+      }
+      if (revoked) return challenge(res, 401, realm, 'invalid_token', 'the access token has been revoked');
+    }
+    req.auth = auth;
     next();
   };
 }

@@ -44,16 +44,33 @@ export async function gatewayFor(svc: TestService) {
   };
 }
 
-/** An admin user and its access token. */
-export async function adminToken(svc: TestService, gateway: Awaited<ReturnType<typeof gatewayFor>>) {
+/**
+ * An admin console: a client an admin allowed ADMIN_AUDIENCE, logging in
+ * with RFC 8707 `resource` (the admin API accepts no other tokens).
+ */
+export async function adminConsoleFor(svc: TestService) {
+  const client = await svc.client({ grantTypes: ['password', 'refresh_token'], scopes: ['api:read'], resources: [svc.config.adminAudience] });
+  const conf = await svc.oauth(client);
+  const resource = svc.config.adminAudience;
+  return {
+    client,
+    conf,
+    login: (username: string, password: string) => oauth.genericGrantRequest(conf, 'password', { username, password, resource }),
+    refresh: (refreshToken: string) => oauth.refreshTokenGrant(conf, refreshToken),
+  };
+}
+
+/** An admin user and an admin API access token (through an admin console client). */
+export async function adminToken(svc: TestService) {
   const admin = await svc.user({ roles: ['admin'] });
-  const tokens = await gateway.login(admin.email, admin.password);
-  return { admin, token: tokens.access_token };
+  const console = await adminConsoleFor(svc);
+  const tokens = await console.login(admin.email, admin.password);
+  return { admin, token: tokens.access_token, console, refreshToken: tokens.refresh_token };
 }
 
 /** What most admin API tests start with: a gateway client and an admin's access token. */
 export async function gatewayAndAdmin(svc: TestService) {
   const gw = await gatewayFor(svc);
-  const { admin, token } = await adminToken(svc, gw);
+  const { admin, token } = await adminToken(svc);
   return { gw, admin, token };
 }

@@ -1,11 +1,12 @@
 // Test harness: every test file gets its own Postgres database (migrated with
 // the real migrations), its own Redis key prefix and a real HTTP server on
 // loopback. Nothing is mocked.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import * as oauth from 'openid-client';
 import { PasswordHasher } from '../../src/accounts/passwords.ts';
@@ -15,6 +16,8 @@ import { createLogger } from '../../src/observability/log.ts';
 import { startService, type RunningService } from '../../src/service.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { createClient, type ClientInput } from '../../src/clients/index.ts';
+
+const run = promisify(execFile);
 
 export const POSTGRES_URL = process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -115,8 +118,10 @@ export async function startTestService(env: Record<string, string> = {}, opts: {
           id: input.id ?? `client-${++n}-${randomBytes(4).toString('hex')}`,
           grantTypes: input.grantTypes ?? ['password', 'refresh_token'],
           scopes: input.scopes ?? ['api:read'],
+          resources: input.resources ?? [],
         },
         config.scopes,
+        [config.adminAudience],
       );
       return { id: created.client_id, secret: created.client_secret };
     },
@@ -201,5 +206,11 @@ export class OwnRedis {
     const exited = once(proc, 'exit');
     proc.kill('SIGKILL');
     await exited;
+  }
+
+  /** A redis-cli command against it. */
+  async cli(...args: string[]): Promise<string> {
+    const { stdout } = await run('redis-cli', ['-p', String(this.port), ...args], { timeout: 10_000 });
+    return stdout.trim();
   }
 }

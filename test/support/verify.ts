@@ -3,7 +3,8 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { decodeProtectedHeader, importJWK, type JWK } from 'jose';
+import { randomUUID } from 'node:crypto';
+import { decodeProtectedHeader, importJWK, SignJWT, type JWK } from 'jose';
 import { createOrdersApp } from '../../examples/orders-service.ts';
 import { unseal } from '../../src/lib/crypto.ts';
 import { basic, postForm, type TestService } from './service.ts';
@@ -57,6 +58,14 @@ export async function activePrivateKey(s: TestService): Promise<{ kid: string; k
   const row = await s.stores.db.signingKey.findFirstOrThrow({ where: { status: 'active' } });
   const jwk = JSON.parse(unseal(s.stores.kek, row.privateJwkEnc, row.kid)) as JWK;
   return { kid: row.kid, key: await importJWK(jwk, row.alg), publicJwk: row.publicJwk as JWK };
+}
+
+/** An access token with valid claims for `s`, signed by `signer`, expiring in 5 minutes (a key's signature is all that can be wrong). */
+export function signedBy(s: TestService, signer: Awaited<ReturnType<typeof activePrivateKey>>, alg = 'ES256'): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ iss: s.config.issuer, aud: s.config.audience, sub: 'someone', client_id: 'some-client', jti: randomUUID(), iat: now, exp: now + 300 })
+    .setProtectedHeader({ alg, typ: 'at+jwt', kid: signer.kid })
+    .sign(signer.key);
 }
 
 /** Polls `fn` until it returns a truthy value; fails after `ms`. */

@@ -34,10 +34,10 @@ export async function tokenFlow(svc: TestService): Promise<void> {
   assert.equal((await oauth.tokenIntrospection(cfg, revoked.refresh_token!)).active, false);
   await assert.rejects(oauth.refreshTokenGrant(cfg, revoked.refresh_token!), { error: 'invalid_grant' });
 
-  // Revoking an account (admin path) kills every login of it.
+  // Revoking an account's sessions (admin path) kills every login of it.
   const a = await login();
   const b = await login();
-  assert.ok((await svc.tokenStore!.revokeAccount(user.id)) >= 2);
+  assert.ok((await svc.services.accounts.revokeSessions(user.id, { actor: 'test' })) >= 2);
   for (const t of [a, b]) await assert.rejects(oauth.refreshTokenGrant(cfg, t.refresh_token!), { error: 'invalid_grant' });
 }
 
