@@ -1,7 +1,9 @@
 // `npm run bench`: the service against baselines measured in the same run on
 // the same machine, loopback only, bounded (BENCH_SECONDS per measurement).
 // Writes bench/results.json and bench/chart.svg and prints a table.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import argon2 from 'argon2';
@@ -14,9 +16,13 @@ import { chain, freshDatabase, freePort, load, REDIS_URL, rssMb, SECONDS, startP
 
 const CLI = new URL('../src/cli.ts', import.meta.url).pathname;
 const SAT = Number(process.env.BENCH_CONNECTIONS ?? 16); // saturating connections for cheap requests
-// Password logins saturate 2 cores at 4 in flight, the default MAX_CONCURRENT_HASHES
+// Password logins saturate 2 cores at 2 in flight, the default MAX_CONCURRENT_HASHES
 // (beyond it they are shed with 503, which would only flatter latency).
-const SAT_HASH = Number(process.env.BENCH_HASH_CONNECTIONS ?? 4);
+const SAT_HASH = Number(process.env.BENCH_HASH_CONNECTIONS ?? 2);
+// BENCH_ONLY=flood runs only the login-flood scenario (with what it needs).
+const ONLY = process.env.BENCH_ONLY;
+const FLOOD_SECONDS = Number(process.env.BENCH_FLOOD_SECONDS ?? 20);
+const FLOOD_FACTOR = 10; // the flood offers this many times the raw hashing capacity
 const DEFAULT_ARGON2 = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
 const KEYCLOAK_ARGON2 = { memoryCost: 7168, timeCost: 5, parallelism: 1 };
 type Params = typeof DEFAULT_ARGON2;
@@ -30,9 +36,10 @@ const prisma = createDb(db.url, 2);
 const kek = randomBytes(32).toString('base64');
 const prefix = `bench:${randomBytes(4).toString('hex')}:`;
 
-async function startService(argon: Params): Promise<Proc> {
+async function startService(argon: Params): Promise<Proc & { adminUrl: string }> {
   const port = await freePort();
-  return startProcess(
+  const adminPort = await freePort();
+  const proc = await startProcess(
     CLI,
     ['serve'],
     {
@@ -40,7 +47,7 @@ async function startService(argon: Params): Promise<Proc> {
       NODE_ENV: 'production',
       HOST: '127.0.0.1',
       PORT: String(port),
-      ADMIN_PORT: String(await freePort()),
+      ADMIN_PORT: String(adminPort),
       ISSUER: `http://127.0.0.1:${port}`,
       DATABASE_URL: db.url,
       REDIS_URL,
@@ -54,6 +61,14 @@ async function startService(argon: Params): Promise<Proc> {
     /identity service listening/,
     `http://127.0.0.1:${port}`,
   );
+  return { ...proc, adminUrl: `http://127.0.0.1:${adminPort}` };
+}
+
+/** The event-loop delay percentiles since the previous scrape (prom-client resets them on each). */
+async function eventLoopDelay(adminUrl: string): Promise<{ p50_ms: number; p99_ms: number; max_ms: number }> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  const read = (name: string) => Number((Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 1000).toFixed(1));
+  return { p50_ms: read('nodejs_eventloop_lag_p50_seconds'), p99_ms: read('nodejs_eventloop_lag_p99_seconds'), max_ms: read('nodejs_eventloop_lag_max_seconds') };
 }
 
 /** Raw argon2.verify throughput at the same parameters and concurrency. */
@@ -75,15 +90,19 @@ async function argon2Baseline(params: Params, concurrency: number, seconds = SEC
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 const form = { 'content-type': 'application/x-www-form-urlencoded' };
 
+/** A refresh token for `email`; a shed login (503, during a flood) is retried for up to 10 s. */
 async function login(base: string, auth: string, email: string): Promise<string> {
-  const res = await fetch(`${base}/token`, {
-    method: 'POST',
-    headers: { ...form, authorization: auth },
-    body: new URLSearchParams({ grant_type: 'password', username: email, password: 'bench password 123' }),
-  });
-  const body = (await res.json()) as { refresh_token?: string };
-  if (!body.refresh_token) throw new Error(`login failed: ${JSON.stringify(body)}`);
-  return body.refresh_token;
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(`${base}/token`, {
+      method: 'POST',
+      headers: { ...form, authorization: auth },
+      body: new URLSearchParams({ grant_type: 'password', username: email, password: 'bench password 123' }),
+    });
+    const body = (await res.json()) as { refresh_token?: string };
+    if (body.refresh_token) return body.refresh_token;
+    if (res.status !== 503 || attempt >= 200) throw new Error(`login failed: ${JSON.stringify(body)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 function record(scenario: string, c: number, service: Load, baseline?: Load | { rps: number }, target?: number) {
@@ -94,6 +113,77 @@ function record(scenario: string, c: number, service: Load, baseline?: Load | { 
     (service.non2xx || service.errors ? ` | non-2xx ${service.non2xx} errors ${service.errors}` : ''));
 }
 
+/**
+ * A flood of failed logins (unknown users, each from its own IP through a
+ * trusted gateway) at FLOOD_FACTOR × the raw hashing capacity, generated by
+ * bench/flood.ts in its own process: shed answers' latency, and refresh and
+ * JWKS latency during the flood against the same service idle.
+ */
+async function floodScenario(svc: Proc & { adminUrl: string }, auth: string, email: string, params: Params) {
+  const gateway = await createClient(
+    prisma,
+    { id: `bench-flood-${randomBytes(3).toString('hex')}`, grantTypes: ['password'], scopes: ['api:read'], trustedGateway: true },
+    ['api:read'],
+  );
+  const capacity = (await argon2Baseline(params, SAT_HASH)).rps;
+  // BENCH_FLOOD_RATE fixes the rate (to compare two builds at the same load).
+  const rate = Number(process.env.BENCH_FLOOD_RATE ?? 0) || Math.round(capacity * FLOOD_FACTOR);
+  const refreshChain = async (seconds: number) => {
+    let token = await login(svc.url, auth, email);
+    return chain(svc.url, 1, async (_w, prev) => {
+      if (prev?.status === 200) token = (JSON.parse(prev.body) as { refresh_token: string }).refresh_token;
+      else if (prev) token = await login(svc.url, auth, email);
+      return { path: '/token', method: 'POST', headers: { ...form, authorization: auth }, body: `grant_type=refresh_token&refresh_token=${token}` };
+    }, seconds);
+  };
+  const jwksOnce = async (seconds: number) => chain(svc.url, 1, async () => ({ path: '/jwks', method: 'GET' }), seconds);
+  const measure = Math.max(2, Math.floor((FLOOD_SECONDS - 4) / 2));
+
+  log(`login flood: ${rate} failed logins/s (${FLOOD_FACTOR}× raw argon2 capacity ${capacity.toFixed(0)}/s) for ${FLOOD_SECONDS} s`);
+  const idleRefresh = await refreshChain(measure);
+  const idleJwks = await jwksOnce(measure);
+  await eventLoopDelay(svc.adminUrl); // resets the delay histogram
+  const flood = spawn(process.execPath, [new URL('./flood.ts', import.meta.url).pathname], {
+    env: {
+      ...process.env,
+      FLOOD_URL: svc.url,
+      FLOOD_AUTH: basic(gateway.client_id, gateway.client_secret),
+      FLOOD_RATE: String(rate),
+      FLOOD_SECONDS: String(FLOOD_SECONDS),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  flood.stdout.on('data', (d) => (out += d));
+  const ended = once(flood, 'exit');
+  await new Promise((r) => setTimeout(r, 2000)); // the flood is up to speed
+  const floodRefresh = await refreshChain(measure);
+  const floodJwks = await jwksOnce(measure);
+  const loopDelay = await eventLoopDelay(svc.adminUrl);
+  await ended;
+  const generated = JSON.parse(out) as { sent_rps: number; errors: number; by_status: Record<string, { count: number; p50_ms: number; p99_ms: number }> };
+  const shed = generated.by_status['503'];
+  results.flood = {
+    offered_rps: rate,
+    sent_rps: generated.sent_rps,
+    by_status: generated.by_status,
+    errors: generated.errors,
+    shed_p50_ms: shed?.p50_ms,
+    refresh_p99_idle_ms: idleRefresh.p99,
+    refresh_p99_flood_ms: floodRefresh.p99,
+    refresh_p50_idle_ms: idleRefresh.p50,
+    refresh_p50_flood_ms: floodRefresh.p50,
+    jwks_p99_idle_ms: idleJwks.p99,
+    jwks_p99_flood_ms: floodJwks.p99,
+    event_loop_delay_during_flood_ms: loopDelay,
+  };
+  log(`  sent ${generated.sent_rps} req/s; answers ${JSON.stringify(generated.by_status)}`);
+  log(`  shed (503) p50 ${shed?.p50_ms ?? '-'} ms (target ≤ 5 ms)`);
+  log(`  refresh p50/p99 idle ${idleRefresh.p50}/${idleRefresh.p99} ms, flood ${floodRefresh.p50}/${floodRefresh.p99} ms (target p99 ≤ 3× idle)`);
+  log(`  JWKS p99 idle ${idleJwks.p99} ms, flood ${floodJwks.p99} ms (target ≤ 10 ms)`);
+  log(`  event-loop delay during the flood: p50 ${loopDelay.p50_ms} ms, p99 ${loopDelay.p99_ms} ms, max ${loopDelay.max_ms} ms`);
+}
+
 try {
   const client = await createClient(prisma, { id: 'bench-gateway', grantTypes: ['password', 'refresh_token', 'client_credentials'], scopes: ['api:read'] }, ['api:read']);
   const auth = basic(client.client_id, client.client_secret);
@@ -101,6 +191,7 @@ try {
     new URLSearchParams({ grant_type: 'password', username: email, password: 'bench password 123' }).toString();
 
   for (const [label, params] of [['default', DEFAULT_ARGON2], ['keycloak', KEYCLOAK_ARGON2]] as const) {
+    if (ONLY === 'flood' && label !== 'default') continue;
     const email = `bench-${label}@example.com`;
     await createUser(prisma, new PasswordHasher(params), { email, password: 'bench password 123', roles: ['viewer'] });
     log(`password grant, argon2 ${label} (m=${params.memoryCost} KiB, t=${params.timeCost}, p=${params.parallelism})`);
@@ -109,6 +200,10 @@ try {
       if (label === 'default') results.rss_idle_mb = await rssMb(svc.pid);
       const req = { method: 'POST' as const, path: '/token', headers: { ...form, authorization: auth }, body: passwordBody(email) };
       await load(svc.url, req, 2, 1); // warm-up
+      if (ONLY === 'flood') {
+        await floodScenario(svc, auth, email, params);
+        continue;
+      }
       for (const c of [1, SAT_HASH]) {
         const base = await argon2Baseline(params, c);
         let peak = 0;
@@ -185,11 +280,17 @@ try {
       const [, jwksUnderLoad] = await Promise.all([load(svc.url, req, SAT_HASH), load(svc.url, { path: '/jwks' }, 1)]);
       results.jwks_p99_under_login_load_ms = jwksUnderLoad.p99;
       log(`  JWKS p99 under login saturation: ${jwksUnderLoad.p99} ms (target ≤ 10 ms)`);
+
+      await floodScenario(svc, auth, email, params);
     } finally {
       await svc.stop();
     }
   }
 
+  if (ONLY === 'flood') {
+    console.log(JSON.stringify(results.flood, null, 2));
+    process.exitCode = 0;
+  } else {
   results.machine = {
     cpus: availableParallelism(),
     model: cpus()[0]?.model,
@@ -222,6 +323,9 @@ try {
     );
   }
   console.log(`\nRSS idle ${results.rss_idle_mb} MB, under login load ${results.rss_under_login_load_mb} MB; JWKS p99 under login saturation ${results.jwks_p99_under_login_load_ms} ms`);
+  const f = results.flood as { shed_p50_ms?: number; refresh_p99_idle_ms: number; refresh_p99_flood_ms: number; jwks_p99_flood_ms: number };
+  console.log(`Login flood: shed p50 ${f.shed_p50_ms} ms (≤ 5), refresh p99 ${f.refresh_p99_flood_ms} ms vs idle ${f.refresh_p99_idle_ms} ms (≤ 3×), JWKS p99 ${f.jwks_p99_flood_ms} ms (≤ 10)`);
+  }
 } finally {
   await prisma.$disconnect();
   await db.drop();

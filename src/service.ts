@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type Provider from 'oidc-provider';
 import { bootstrapAdmin } from './accounts/bootstrap.ts';
 import { Accounts, type SessionCleanup } from './accounts/lifecycle.ts';
-import { PasswordLogin } from './accounts/login.ts';
+import { AUDIT_USERNAME_KEY_PURPOSE, PasswordLogin } from './accounts/login.ts';
 import { PasswordHasher } from './accounts/passwords.ts';
 import { Background } from './accounts/background.ts';
 import { Mailer } from './accounts/mailer.ts';
@@ -26,9 +26,11 @@ import { drainable } from './http/shutdown.ts';
 import { keyPolicy, SigningKeys } from './keys/lifecycle.ts';
 import type { Logger } from './observability/log.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { deriveKey } from './lib/crypto.ts';
 import { AuditLog } from './security/audit.ts';
+import { ClientAuthThrottle } from './security/client-auth.ts';
 import { countSecurityEvents, createSecurityEvents, type SecurityEvents } from './security/events.ts';
-import { HashGate } from './security/hash-gate.ts';
+import { HashGate, prepareThreadPool } from './security/hash-gate.ts';
 import { SelfServiceLimits } from './security/self-service-limits.ts';
 import { LoginThrottle } from './security/throttle.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.ts';
@@ -102,24 +104,39 @@ async function developmentKek(dataDir: string, logger: Logger): Promise<Buffer> 
 /** Most a self-service request's after-the-answer work waits before it starts (see src/accounts/background.ts). */
 const BACKGROUND_MAX_DELAY_MS = 500;
 
+/** What a running service shares with its domain services: its hasher (with metrics), events and hash gate. */
+export type ServiceExtras = { hasher?: PasswordHasher; events?: SecurityEvents; gate?: HashGate };
+
 /** The services of the accounts, clients and keys layers, as the CLI and the service both use them. */
 export function domainServices(
   config: Config,
   stores: Stores,
   logger: Logger,
   sessions: SessionCleanup & ClientSessionCleanup,
-  extras: { hasher?: PasswordHasher; events?: SecurityEvents } = {},
+  extras: ServiceExtras = {},
 ) {
   const { db } = stores;
   const audit = new AuditLog(db, logger);
   const passwords = extras.hasher ?? new PasswordHasher(config.argon2);
-  const accounts = new Accounts({ db, hasher: passwords, policy: config.passwordPolicy, roles: config.roles, sessions, audit, logger });
-  const limits = new SelfServiceLimits(config.selfService, stores.redis, config.redisKeyPrefix, extras.events);
+  const events = extras.events ?? createSecurityEvents(logger);
+  const login = new PasswordLogin({
+    db,
+    hasher: passwords,
+    throttle: new LoginThrottle(config.abuse, events, { redis: stores.redis, prefix: config.redisKeyPrefix }),
+    gate: extras.gate ?? new HashGate(config.abuse.maxConcurrentHashes),
+    events,
+    audit,
+    ipv6PrefixBits: config.abuse.ipv6PrefixBits,
+    auditKey: deriveKey(stores.kek, AUDIT_USERNAME_KEY_PURPOSE),
+  });
+  const accounts = new Accounts({ db, hasher: passwords, policy: config.passwordPolicy, roles: config.roles, sessions, audit, logger, login });
+  const limits = new SelfServiceLimits(config.selfService, stores.redis, config.redisKeyPrefix, events);
   const mailer = new Mailer(config.mail, logger);
   const background = new Background(BACKGROUND_MAX_DELAY_MS, logger);
   return {
     audit,
     hasher: passwords,
+    login,
     accounts,
     /** Self-service work still running after its answer; settle() before closing the stores. */
     background,
@@ -159,6 +176,14 @@ export type RunningService = {
 };
 
 export async function startService(config: Config, logger: Logger): Promise<RunningService> {
+  // First, before anything uses libuv's thread pool (it is sized on first use).
+  const pool = await prepareThreadPool({ maxConcurrentHashes: config.abuse.maxConcurrentHashes, nice: config.abuse.hashThreadNice });
+  if (pool.threads && pool.threads <= config.abuse.maxConcurrentHashes) {
+    logger.warn(
+      { threads: pool.threads, maxConcurrentHashes: config.abuse.maxConcurrentHashes },
+      'the thread pool is no larger than MAX_CONCURRENT_HASHES: token signing will wait behind password hashing (raise UV_THREADPOOL_SIZE)',
+    );
+  }
   const development = !config.databaseUrl || !config.redisTopology;
   if (development) {
     logger.warn(
@@ -204,21 +229,13 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const memory: MemoryTokenStore | undefined = tokenStore ? undefined : await memoryTokenStore();
   const sessions = tokenStore ?? memory!;
   const hasher = new PasswordHasher(config.argon2, (operation, seconds) => metrics.passwordHashDuration.observe({ operation }, seconds));
-  services = domainServices(config, stores, logger, sessions, { hasher, events });
-  const { accounts, audit } = services;
+  services = domainServices(config, stores, logger, sessions, { hasher, events, gate });
+  const { accounts, audit, login } = services;
   await bootstrapAdmin(accounts, config.adminBootstrap, logger).catch(async (err: unknown) => {
     await stores.close();
     throw err;
   });
 
-  const login = new PasswordLogin({
-    db,
-    hasher,
-    throttle: new LoginThrottle(config.abuse, events, stores.redis, config.redisKeyPrefix),
-    gate,
-    events,
-    audit,
-  });
   const clientAdapter = asAdapter(new ClientAdapter(db));
   const providerDeps = {
     config,
@@ -228,6 +245,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     // Refresh re-reads the user (a disabled user cannot refresh): Postgres
     // down means 503 for refresh too, never a token for a stale account.
     findAccount: (id: string) => findActiveAccount(db, id),
+    gate,
+    clientAuth: new ClientAuthThrottle(
+      config.abuse.clientAuth,
+      { redis: stores.redis, prefix: config.redisKeyPrefix },
+      { ipv6PrefixBits: config.abuse.ipv6PrefixBits, familiarSourceSeconds: config.abuse.familiarSourceSeconds },
+    ),
     events,
     audit,
     metrics,

@@ -75,6 +75,9 @@ before(async () => {
     SHUTDOWN_GRACE_MS: String(GRACE_MS),
     // This test is about draining, not load shedding: let all 16 logins hash.
     MAX_CONCURRENT_HASHES: '32',
+    // ...and not throttling: 16 parallel logins of one user from one address
+    // reserve 16 possible failures of that pair (src/security/throttle.ts).
+    LOGIN_FREE_FAILURES: '32',
     LOG_LEVEL: 'info',
   };
   server = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });

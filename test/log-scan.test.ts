@@ -2,7 +2,9 @@
 // throttling, 429, bad input, refresh, grace replay, reuse, introspection,
 // revocation, client credentials) while capturing every log line; no
 // password, token, client secret or Authorization value may appear, and
-// every password login attempt is logged with exactly one outcome code.
+// every password login attempt is logged with exactly one outcome code
+// (refusals repeatable at request rate are sampled beyond the first in 10 s:
+// test/bounded-volume.test.ts; this run has one of each).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { basic, postForm, startTestService } from './support/service.ts';

@@ -58,3 +58,45 @@ test('logins beyond the bound are shed with 503; JWKS and refresh keep flowing',
   assert.deepEqual([...new Set(statuses)].sort(), [200, 503]);
   assert.ok(events.get('login.shed')?.length);
 });
+
+test('a flood of unknown-user logins far beyond hashing capacity: every answer is 400 or 503, shed at the door, nothing is 500', async () => {
+  // One slow hash at a time (≈ 7/s here) against 16 connections sending as
+  // fast as they are answered: well over 10× capacity. Speed is measured by
+  // `npm run bench` (login flood); this checks the answers.
+  const flood = await startTestService({ MAX_CONCURRENT_HASHES: '1', ARGON2_MEMORY_KIB: '65536', ARGON2_TIME_COST: '3' });
+  try {
+    const events = recordEvents(flood);
+    const gateway = await trustedGateway(flood);
+    const u = await flood.user();
+    let rt = (await passwordLogin(flood, gateway, u.email, u.password)).body.refresh_token as string;
+    const answers: { status: number; body: Record<string, unknown>; retryAfter: string | null }[] = [];
+    const deadline = Date.now() + 4000;
+    const load = Array.from({ length: 16 }, async (_, w) => {
+      for (let i = 0; Date.now() < deadline; i++) {
+        const r = await passwordLogin(flood, gateway, `nobody-${w}-${i}@example.com`, 'pw', { 'x-end-user-ip': `10.40.${w}.${i % 250}` });
+        answers.push({ status: r.status, body: r.body, retryAfter: r.headers.get('retry-after') });
+      }
+    });
+    const cheap: number[] = [];
+    while (Date.now() < deadline - 500) {
+      cheap.push((await fetch(`${flood.config.issuer}/jwks`)).status);
+      const next = await refresh(flood, gateway, rt);
+      cheap.push(next.status);
+      rt = next.body.refresh_token as string;
+    }
+    await Promise.all(load);
+
+    assert.ok(answers.length > 100, `${answers.length} answers`);
+    assert.deepEqual([...new Set(answers.map((a) => a.status))].sort(), [400, 503]);
+    for (const a of answers.filter((x) => x.status === 503)) {
+      assert.deepEqual(a.body, { error: 'temporarily_unavailable', error_description: 'too many logins in progress, try again shortly' });
+      assert.equal(a.retryAfter, '1');
+    }
+    assert.deepEqual([...new Set(cheap)], [200], 'JWKS and refresh keep answering');
+    // Most are shed before client authentication or any store round trip.
+    assert.ok(events.get('login.shed')?.some((e) => (e as { clientId: unknown }).clientId === null));
+    assert.deepEqual(flood.logs.lines.filter((l) => l.includes('"level":50')), []);
+  } finally {
+    await flood.stop();
+  }
+});

@@ -15,6 +15,7 @@ import type { Prisma } from '../generated/prisma/client.ts';
 import type { Logger } from '../observability/log.ts';
 import type { AuditInput, AuditLog, AuditMeta } from '../security/audit.ts';
 import type { Db, Tx } from '../store/postgres.ts';
+import type { PasswordLogin } from './login.ts';
 import type { PasswordHasher } from './passwords.ts';
 import { checkPassword, type PasswordPolicy } from './policy.ts';
 import { createUser, legacyHashCount, normalizeEmail, userView, type NewUser, type UserStatus, type UserView } from './users.ts';
@@ -37,6 +38,8 @@ export type AccountsDeps = {
   sessions: SessionCleanup;
   audit: AuditLog;
   logger?: Logger;
+  /** The login guard: the current password before a change is checked through it. */
+  login: PasswordLogin;
 };
 
 export type UserFilter = { status?: UserStatus; role?: string; email?: string; limit: number; offset: number };
@@ -174,12 +177,16 @@ export class Accounts {
     return this.#cleanUp(id);
   }
 
-  /** A logged-in user's own change: needs the current password; ends every session. */
+  /**
+   * A logged-in user's own change: needs the current password, checked by
+   * the login guard (same limits, hash gate and events as the password
+   * grant; throttled looks exactly like wrong). Ends every session.
+   */
   async changePassword(id: string, current: string, next: string, meta: AuditMeta): Promise<void> {
     const row = await this.#row(id);
     if (row.status !== 'active') throw new ServiceError('forbidden', 'account is not active');
-    if (!(await this.#deps.hasher.verify(row.passwordHash, current))) {
-      await this.#deps.audit.record({ ...meta, type: 'password.changed', outcome: 'failure', reason: 'bad_password', subject: id });
+    const source = { clientId: meta.clientId ?? null, ip: meta.ip ?? 'unknown', requestId: meta.requestId ?? null };
+    if (!(await this.#deps.login.confirm(source, row, current))) {
       throw new ServiceError('forbidden', 'current password is wrong', { field: 'current_password' });
     }
     checkPassword(this.#deps.policy, next, { email: row.email });

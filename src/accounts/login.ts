@@ -1,27 +1,45 @@
-// A password login with its defences around it, in the order they run:
-// throttling verdict (src/security/throttle.ts), bounded hashing (the hash
-// gate), the credential check, counters, one security event and one audit row
-// per attempt. A throttled account answers exactly like a wrong password (and
-// spends the same one hash verification), so throttling is no oracle.
-// Whoever checks a password (the password grant today) calls this.
-import { sha256 } from '../lib/crypto.ts';
+// The one guard around every password check (the password grant, the current
+// password before a change, and whatever checks a password later), with its
+// defences in the order they run:
+//
+//   1. the hash gate (src/security/hash-gate.ts): a slot, or 503 at once,
+//      before any other work;
+//   2. the throttle's reservation (src/security/throttle.ts): per source,
+//      per username+source, per username from strangers; 429 or "throttled";
+//   3. the credential check, or for a throttled attempt one dummy hash, so
+//      that it answers exactly like a wrong password, at the same cost;
+//   4. settling the reservation, one security event and one audit row.
+//
+// Usernames never reach a log line, and the audit row of a failure keeps
+// only a keyed hash of the attempted name (or, when it names an account, the
+// account's own normalized email): a password typed into the username field
+// is not stored.
+import { keyedHash, sha256 } from '../lib/crypto.ts';
 import type { AuditLog } from '../security/audit.ts';
-import type { SecurityEvents } from '../security/events.ts';
+import { ipKey } from '../security/ip-key.ts';
+import type { LoginVia, SecurityEvents } from '../security/events.ts';
 import { Overloaded, type HashGate } from '../security/hash-gate.ts';
 import type { LoginThrottle } from '../security/throttle.ts';
 import { ServiceError, StoreUnavailable } from '../errors.ts';
 import type { Db } from '../store/postgres.ts';
 import type { PasswordHasher } from './passwords.ts';
-import { checkCredentials, normalizeEmail, type Account } from './users.ts';
+import { checkCredentials, normalizeEmail, type Account, type CredentialCheck } from './users.ts';
 
 /** Where an attempt comes from: the client, the end user's IP, the request id for the audit row. */
-export type LoginSource = { clientId: string; ip: string; requestId: string | null };
+export type LoginSource = { clientId: string | null; ip: string; requestId: string | null };
+
+/** A username as the throttle and the audit see it: NFC, trimmed, lower-cased. */
+function normalizeUsername(username: string): string {
+  return normalizeEmail(username) ?? username.normalize('NFC').trim().toLowerCase();
+}
 
 /** The throttle's key for a username: a hash, so Redis never holds an email address. */
 export function usernameKey(username: string): string {
-  const normalized = normalizeEmail(username) ?? username.normalize('NFC').trim().toLowerCase();
-  return sha256(normalized).slice(0, 32);
+  return sha256(normalizeUsername(username)).slice(0, 32);
 }
+
+/** The key of the audit table's username hashes (derive it from the KEK: see deriveKey). */
+export const AUDIT_USERNAME_KEY_PURPOSE = 'identity audit usernames';
 
 export type PasswordLoginDeps = {
   db: Db;
@@ -30,7 +48,14 @@ export type PasswordLoginDeps = {
   gate: HashGate;
   events: SecurityEvents;
   audit: AuditLog;
+  /** Per-source limits count an IPv6 address as this prefix. */
+  ipv6PrefixBits: number;
+  /** HMAC key for attempted usernames in the audit table. */
+  auditKey: Buffer;
 };
+
+/** What the check behind the guard found: the account it proved, or nothing. */
+type Checked<T> = { accountId: string; value: T } | null;
 
 export class PasswordLogin {
   readonly #deps: PasswordLoginDeps;
@@ -40,37 +65,77 @@ export class PasswordLogin {
   }
 
   /**
-   * The account for a correct password of an active user, else null (one
-   * answer for every failure). Throws ServiceError rate_limited (429, too
-   * many failures from this IP) or temporarily_unavailable (503: hash gate
-   * full, or a store down).
+   * The password grant: the account for a correct password of an active
+   * user, else null (one answer for every failure, throttling included).
+   * Throws ServiceError rate_limited (429, too many failures from this
+   * source) or temporarily_unavailable (503: hash gate full, or a store down).
    */
-  async attempt(source: LoginSource, username: string, password: string): Promise<Account | null> {
-    const { throttle, gate, events, hasher, db } = this.#deps;
-    const ev = { clientId: source.clientId, ip: source.ip };
-    const user = usernameKey(username);
+  attempt(source: LoginSource, username: string, password: string): Promise<Account | null> {
+    return this.#guarded('token', source, usernameKey(username), password, async () => {
+      const result = await checkCredentials(this.#deps.db, this.#deps.hasher, username, password);
+      await this.#auditLogin(source, username, result);
+      return result.account ? { accountId: result.account.accountId, value: result.account } : null;
+    });
+  }
+
+  /**
+   * Re-authentication of a signed-in account (its current password before a
+   * change): true when right; false when wrong OR throttled, which the caller
+   * must answer alike. Same limits, counters and errors as `attempt`.
+   */
+  async confirm(source: LoginSource, account: { id: string; email: string; passwordHash: string | null }, password: string): Promise<boolean> {
+    const checked = await this.#guarded('password_change', source, usernameKey(account.email), password, async () => {
+      if (await this.#deps.hasher.verify(account.passwordHash, password)) return { accountId: account.id, value: true };
+      await this.#deps.audit.record({
+        actor: account.id,
+        clientId: source.clientId,
+        ip: source.ip,
+        requestId: source.requestId,
+        type: 'password.changed',
+        outcome: 'failure',
+        reason: 'bad_password',
+        subject: account.id,
+      });
+      return null;
+    });
+    return checked === true;
+  }
+
+  async #guarded<T>(via: LoginVia, source: LoginSource, user: string, password: string, check: () => Promise<Checked<T>>): Promise<T | null> {
+    const { throttle, gate, events, hasher } = this.#deps;
+    const ev = { clientId: source.clientId, ip: source.ip, via };
     try {
-      const verdict = await throttle.check(user, source.ip);
-      if (verdict.kind === 'rate_limited') {
-        events.emit('login.rate_limited', { ...ev, retryAfterSeconds: verdict.retryAfterSeconds });
-        throw new ServiceError('rate_limited', 'too many failed logins from this address', { retryAfter: verdict.retryAfterSeconds });
-      }
-      if (verdict.kind === 'throttled') {
-        await gate.run(() => hasher.verify(null, password));
-        await throttle.throttledAttempt(source.ip);
-        events.emit('login.throttled', { ...ev, scope: verdict.scope, retryAfterSeconds: verdict.retryAfterSeconds });
-        return null;
-      }
-      const result = await gate.run(() => checkCredentials(db, hasher, username, password));
-      await this.#audit(source, username, result);
-      if (!result.account) {
-        await throttle.failed(user, source.ip);
-        events.emit('login.failed', ev);
-        return null;
-      }
-      await throttle.succeeded(user, source.ip);
-      events.emit('login.succeeded', { ...ev, accountId: result.account.accountId });
-      return result.account;
+      // The gate comes first and is synchronous: under a flood, a login is
+      // shed before it costs a Redis or Postgres round trip.
+      return await gate.run(async () => {
+        const reservation = await throttle.reserve(user, ipKey(source.ip, this.#deps.ipv6PrefixBits));
+        const { verdict } = reservation;
+        if (verdict.kind === 'rate_limited') {
+          events.emit('login.rate_limited', { ...ev, retryAfterSeconds: verdict.retryAfterSeconds });
+          throw new ServiceError('rate_limited', 'too many failed logins from this address', { retryAfter: verdict.retryAfterSeconds });
+        }
+        if (verdict.kind === 'throttled') {
+          await hasher.verify(null, password); // the same cost as a real check
+          events.emit('login.throttled', { ...ev, scope: verdict.scope, retryAfterSeconds: verdict.retryAfterSeconds });
+          return null;
+        }
+        let checked: Checked<T>;
+        try {
+          checked = await check();
+        } catch (err) {
+          // Not a failed guess (Postgres down, a bug): the counters must not hold it against the user.
+          await reservation.cancelled().catch(() => {});
+          throw err;
+        }
+        if (!checked) {
+          await reservation.failed();
+          events.emit('login.failed', ev);
+          return null;
+        }
+        await reservation.succeeded();
+        events.emit('login.succeeded', { ...ev, accountId: checked.accountId });
+        return checked.value;
+      });
     } catch (err) {
       if (err instanceof Overloaded) events.emit('login.shed', ev);
       else if (err instanceof StoreUnavailable) events.emit('login.unavailable', ev);
@@ -78,21 +143,25 @@ export class PasswordLogin {
     }
   }
 
-  async #audit(source: LoginSource, username: string, result: Awaited<ReturnType<typeof checkCredentials>>): Promise<void> {
+  async #auditLogin(source: LoginSource, username: string, result: CredentialCheck): Promise<void> {
     const meta = { clientId: source.clientId, ip: source.ip, requestId: source.requestId };
     if (result.account) {
       const id = result.account.accountId;
       await this.#deps.audit.record({ ...meta, type: 'login.success', actor: id, subject: id });
       return;
     }
+    // The attempted name helps spot credential stuffing, but it may be a
+    // password typed into the wrong field: keep the account's own address
+    // when it names one, else only a keyed hash (compare a suspect name by
+    // hashing it with the same key).
+    const attempted = normalizeUsername(username);
     await this.#deps.audit.record({
       ...meta,
       type: 'login.failure',
       outcome: 'failure',
       reason: result.reason,
       subject: result.userId ?? null,
-      // The attempted name helps spot credential stuffing; never the password.
-      details: { username: username.slice(0, 320) },
+      details: result.userId ? { username: attempted } : { username_hmac: keyedHash(this.#deps.auditKey, attempted) },
     });
   }
 }

@@ -78,7 +78,8 @@ export function selfServiceRoutes(accounts: Accounts, registration: Registration
       auth: 'user',
       body: changeBody,
       response: { status: 204, description: 'Password changed' },
-      errors: [403],
+      // 403 for a wrong or throttled current password alike; 429 too many failures from the source (the login guard's limits).
+      errors: [403, 429],
       handle: ({ body, caller, meta }) => accounts.changePassword(caller!.sub, body.current_password, body.new_password, meta),
     }),
   ];

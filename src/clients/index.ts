@@ -20,10 +20,11 @@ export type GrantType = (typeof GRANT_TYPES)[number];
 
 const scopeToken = /^[\x21\x23-\x5B\x5D-\x7E]+$/; // RFC 6749 §3.3 scope-token
 
+/** What a client id may look like (so it is safe as a Redis key and in a log line). */
+export const CLIENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
 export const clientInput = z.object({
-  id: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, ".", "_" or "-", at most 64, starting alphanumeric'),
+  id: z.string().regex(CLIENT_ID, 'letters, digits, ".", "_" or "-", at most 64, starting alphanumeric'),
   grantTypes: z.array(z.enum(GRANT_TYPES)).min(1),
   scopes: z.array(z.string().regex(scopeToken, 'not a valid scope token')).default([]),
   trustedGateway: z.boolean().default(false),

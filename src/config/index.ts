@@ -129,10 +129,16 @@ const schema = z
     LOGIN_USER_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(50),
     LOGIN_IP_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(200),
     LOGIN_SPRAY_ALERT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
+    LOGIN_FAMILIAR_SOURCE_SECONDS: z.coerce.number().int().min(0).max(365 * 86_400).default(30 * 86_400),
+    RATE_LIMIT_IPV6_PREFIX: z.coerce.number().int().min(32).max(128).default(64),
+    CLIENT_AUTH_IP_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(100),
+    CLIENT_AUTH_CLIENT_MAX_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+    CLIENT_AUTH_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
     SELF_SERVICE_IP_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(30),
     SELF_SERVICE_EMAIL_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(3),
     SELF_SERVICE_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(3600),
-    MAX_CONCURRENT_HASHES: z.coerce.number().int().min(1).max(256).default(4),
+    MAX_CONCURRENT_HASHES: z.coerce.number().int().min(1).max(256).default(2),
+    HASH_THREAD_NICE: z.coerce.number().int().min(0).max(19).default(10),
     REFRESH_REUSE_GRACE_SECONDS: z.coerce.number().int().min(0).max(60).default(0),
     HTTP_MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(65_536).default(8192),
     HTTP_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(56 * 1024).default(16_384),
@@ -266,11 +272,27 @@ function toConfig(e: Env) {
       userMaxFailures: e.LOGIN_USER_MAX_FAILURES,
       ipMaxFailures: e.LOGIN_IP_MAX_FAILURES,
       sprayAlertPerMinute: e.LOGIN_SPRAY_ALERT_PER_MINUTE,
+      /** How long a source stays familiar after a successful login from it (0: never familiar). */
+      familiarSourceSeconds: e.LOGIN_FAMILIAR_SOURCE_SECONDS,
+      /** Per-IP limits count an IPv6 address as its prefix of this many bits. */
+      ipv6PrefixBits: e.RATE_LIMIT_IPV6_PREFIX,
+      clientAuth: Object.freeze({
+        ipMaxFailures: e.CLIENT_AUTH_IP_MAX_FAILURES,
+        clientMaxFailures: e.CLIENT_AUTH_CLIENT_MAX_FAILURES,
+        windowSeconds: e.CLIENT_AUTH_FAILURE_WINDOW_SECONDS,
+      }),
       maxConcurrentHashes: e.MAX_CONCURRENT_HASHES,
+      /** Nice value of the hashing threads (0 = unchanged). */
+      hashThreadNice: e.HASH_THREAD_NICE,
       refreshReuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
     }),
-    /** POST /register and /password/forgot: requests per IP (IPv6 per /64) and per email address, each route in each window. */
-    selfService: Object.freeze({ ipMax: e.SELF_SERVICE_IP_LIMIT, emailMax: e.SELF_SERVICE_EMAIL_LIMIT, windowSeconds: e.SELF_SERVICE_WINDOW_SECONDS }),
+    /** POST /register and /password/forgot: requests per IP (IPv6 per RATE_LIMIT_IPV6_PREFIX) and per email address, each route in each window. */
+    selfService: Object.freeze({
+      ipMax: e.SELF_SERVICE_IP_LIMIT,
+      emailMax: e.SELF_SERVICE_EMAIL_LIMIT,
+      windowSeconds: e.SELF_SERVICE_WINDOW_SECONDS,
+      ipv6PrefixBits: e.RATE_LIMIT_IPV6_PREFIX,
+    }),
     http: Object.freeze({ maxHeaderBytes: e.HTTP_MAX_HEADER_BYTES, maxBodyBytes: e.HTTP_MAX_BODY_BYTES }),
   });
 }

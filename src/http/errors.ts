@@ -59,9 +59,22 @@ export function sendError(req: Request, res: Response, err: ServiceError): void 
   res.status(err.status).set('Cache-Control', 'no-store').json(body);
 }
 
+// How Node and body-parser report a request whose client went away mid-body.
+const CLIENT_GONE = new Set(['ECONNRESET', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/** The client closed the connection before its request was read: nobody to answer, and no fault of ours. */
+export function isClientAbort(err: unknown, req: { destroyed: boolean }): boolean {
+  const { code, type } = (err ?? {}) as { code?: unknown; type?: unknown };
+  return req.destroyed && (type === 'request.aborted' || (typeof code === 'string' && CLIENT_GONE.has(code)));
+}
+
 /** The last error handler of the JSON APIs. */
 export function jsonErrorHandler(logger: Logger, metrics?: Metrics) {
   return (err: unknown, req: Request, res: Response, next: NextFunction) => {
+    if (isClientAbort(err, req)) {
+      logger.debug({ reqId: requestId(req, res) }, 'client closed the connection before its request was read');
+      return;
+    }
     if (res.headersSent) return next(err);
     const out = toServiceError(err);
     if (out instanceof StoreUnavailable) {

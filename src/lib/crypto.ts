@@ -1,11 +1,25 @@
 // The service's few cryptographic helpers, in one place: digests of secrets
-// (tokens, client secrets, usernames as Redis keys), random tokens, and one
-// authenticated-encryption format for data at rest.
-import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+// (tokens, client secrets, usernames as Redis keys), keys derived from the
+// KEK, random tokens, and one authenticated-encryption format for data at rest.
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** SHA-256, base64url. For high-entropy secrets (tokens, client secrets) and keys, never for passwords. */
 export function sha256(value: string | Buffer): string {
   return createHash('sha256').update(value).digest('base64url');
+}
+
+/**
+ * A 256-bit key for one purpose, derived from the key-encryption key with
+ * HKDF-SHA256 (`purpose` is the info string): every replica derives the same
+ * key without another secret, and no two purposes share one.
+ */
+export function deriveKey(kek: Buffer, purpose: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', kek, '', purpose, 32));
+}
+
+/** HMAC-SHA256, base64url: a digest only the holder of `key` can compute (or test a guess against). */
+export function keyedHash(key: Buffer, value: string): string {
+  return createHmac('sha256', key).update(value).digest('base64url');
 }
 
 /** `bytes` random bytes, base64url (32 bytes = 256 bits). */

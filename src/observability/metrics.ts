@@ -41,6 +41,17 @@ export function createMetrics(sources: ScrapeSources = {}) {
       labelNames: ['grant_type', 'outcome'] as const,
       registers,
     }),
+    loginAttempts: new Counter({
+      name: 'identity_login_attempts_total',
+      help: 'Password checks by door (token, password_change) and outcome; succeeded + failed were verified, a throttled one spent a dummy hash',
+      labelNames: ['via', 'outcome'] as const,
+      registers,
+    }),
+    clientAuthFailures: new Counter({
+      name: 'identity_client_auth_failures_total',
+      help: 'Failed client authentications (wrong secret, unknown client) at the token, introspection and revocation endpoints',
+      registers,
+    }),
     passwordHashDuration: new Histogram({
       name: 'identity_password_hash_duration_seconds',
       help: 'Time spent in argon2 (or legacy) password hashing, by operation (hash, verify)',

@@ -29,3 +29,4 @@ export function endUserIp(
   }
   return normalizeIp(request.ip || 'unknown');
 }
+

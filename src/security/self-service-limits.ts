@@ -6,26 +6,25 @@
 // In Redis (rate-limiter-flexible) so that every replica shares the counters;
 // in memory only without Redis (development), like the login throttle. Redis
 // down or stalled fails closed: StoreUnavailable('redis') → 503.
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config } from '../config/index.ts';
 import { ServiceError } from '../errors.ts';
-import { redisCall, type RedisClient } from '../store/redis.ts';
+import type { RedisClient } from '../store/redis.ts';
 import type { SecurityEvents } from './events.ts';
 import { ipKey } from './ip-key.ts';
+import { Limiter } from './limiter.ts';
 
 export type SelfServiceRoute = 'register' | 'forgot';
 type Limits = Config['selfService'];
 
 export class SelfServiceLimits {
-  readonly #limiters: Record<`${SelfServiceRoute}:${'ip' | 'email'}`, RateLimiterAbstract>;
+  readonly #limiters: Record<`${SelfServiceRoute}:${'ip' | 'email'}`, Limiter>;
   readonly #events: SecurityEvents | undefined;
+  readonly #ipv6PrefixBits: number;
 
   constructor(limits: Limits, redis: RedisClient | undefined, prefix: string, events?: SecurityEvents) {
     this.#events = events;
-    const make = (name: string, points: number): RateLimiterAbstract =>
-      redis
-        ? new RateLimiterRedis({ storeClient: redis, keyPrefix: `${prefix}rl:${name}`, points, duration: limits.windowSeconds, rejectIfRedisNotReady: true })
-        : new RateLimiterMemory({ keyPrefix: name, points, duration: limits.windowSeconds });
+    this.#ipv6PrefixBits = limits.ipv6PrefixBits;
+    const make = (name: string, limit: number) => new Limiter({ redis, prefix }, name, { limit, windowSeconds: limits.windowSeconds });
     this.#limiters = {
       'register:ip': make('register-ip', limits.ipMax),
       'register:email': make('register-email', limits.emailMax),
@@ -42,18 +41,10 @@ export class SelfServiceLimits {
    */
   async consume(route: SelfServiceRoute, ip: string, emailKey: string): Promise<void> {
     for (const scope of ['ip', 'email'] as const) {
-      const key = scope === 'ip' ? ipKey(ip) : emailKey;
-      const refused = await redisCall(() =>
-        this.#limiters[`${route}:${scope}`].consume(key).then(
-          () => null,
-          (err: unknown) => {
-            if (err instanceof RateLimiterRes) return err; // the budget is spent
-            throw err;
-          },
-        ),
-      );
-      if (refused) {
-        const retryAfterSeconds = Math.max(1, Math.ceil(refused.msBeforeNext / 1000));
+      const key = scope === 'ip' ? ipKey(ip, this.#ipv6PrefixBits) : emailKey;
+      const taken = await this.#limiters[`${route}:${scope}`].take(key);
+      if (!taken.allowed) {
+        const { retryAfterSeconds } = taken;
         this.#events?.emit('self_service.rate_limited', { route, scope, ip, retryAfterSeconds });
         throw new ServiceError('rate_limited', `too many requests${scope === 'ip' ? ' from this address' : ' for this email address'}; try again later`, {
           retryAfter: retryAfterSeconds,

@@ -1,22 +1,28 @@
-// Brute-force and credential-stuffing counters (rate-limiter-flexible), in
-// Redis so that every replica sees the same numbers; in memory only in
-// development (no REDIS_URL), where there is one process anyway.
+// Brute-force and credential-stuffing limits for every password check
+// (src/security/limiter.ts counters, shared by all replicas):
 //
-//   account_ip  consecutive failures of one username from one IP: after
-//               LOGIN_FREE_FAILURES, each failure blocks the pair for
-//               base × 2^k seconds (capped); a success resets it
-//   account     failures of one username from all IPs in the window
-//   ip          failures from one IP, all usernames: 429 + Retry-After
-//   global      failures per minute across everything: a spraying signal
+//   ip       failures from one source (IPv4 address or IPv6 prefix), all
+//            usernames: beyond LOGIN_IP_MAX_FAILURES, 429 + Retry-After
+//   pair     consecutive failures of one username from one source: after
+//            LOGIN_FREE_FAILURES, each failure blocks the pair for
+//            base × 2^k seconds (capped); a success resets it
+//   account  failures of one username from unfamiliar sources in the window:
+//            beyond LOGIN_USER_MAX_FAILURES strangers are throttled; sources
+//            the account logged in from recently (familiar) are not
+//   global   failures per minute across everything: a spraying signal
 //
-// There is no insuranceLimiter: when Redis is down no token can be recorded
-// either, so a login fails closed (503) rather than being counted per process.
-// Callers key usernames by a hash (`user`), so Redis never holds an email
-// address. Every method fails with StoreUnavailable('redis') when Redis does.
-import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract, type RateLimiterRes } from 'rate-limiter-flexible';
+// Reserve, then verify, then settle. Every counter is incremented BEFORE the
+// password is verified and given back when it succeeds, so parallel guesses
+// cannot all read "under the limit" and then all verify: at most
+// LOGIN_FREE_FAILURES + 1 verifications per pair before the first block
+// (the one that crosses it takes the block's slot, atomically), at most one
+// per block after that, at most LOGIN_USER_MAX_FAILURES per username from
+// strangers. The counters are single Redis keys updated atomically, so the
+// bound is the same across replicas (see SECURITY.md for failovers).
+// Callers key usernames by a hash, so Redis never holds an email address.
 import type { Config } from '../config/index.ts';
-import { redisCall, type RedisClient } from '../store/redis.ts';
 import type { SecurityEvents } from './events.ts';
+import { FamiliarSources, Limiter, type Count, type LimiterStore } from './limiter.ts';
 
 export type Verdict =
   | { kind: 'ok' }
@@ -25,27 +31,8 @@ export type Verdict =
 
 type Limits = Config['abuse'];
 
-const secondsLeft = (res: RateLimiterRes | null) => Math.max(1, Math.ceil((res?.msBeforeNext ?? 1000) / 1000));
-
-/** The verdict from the three counters read before a login. Pure. */
-export function verdict(
-  limits: Pick<Limits, 'ipMaxFailures' | 'userMaxFailures'>,
-  counters: { ip: RateLimiterRes | null; pairBlock: RateLimiterRes | null; account: RateLimiterRes | null },
-): Verdict {
-  const { ip, pairBlock, account } = counters;
-  if (ip && ip.consumedPoints >= limits.ipMaxFailures) return { kind: 'rate_limited', retryAfterSeconds: secondsLeft(ip) };
-  // block() stores points + 1: any block in force reads as more than one point.
-  if (pairBlock && pairBlock.consumedPoints > 1) {
-    return { kind: 'throttled', scope: 'account_ip', retryAfterSeconds: secondsLeft(pairBlock) };
-  }
-  if (account && account.consumedPoints >= limits.userMaxFailures) {
-    return { kind: 'throttled', scope: 'account', retryAfterSeconds: secondsLeft(account) };
-  }
-  return { kind: 'ok' };
-}
-
 /**
- * How long the username+IP pair is blocked after its `failures`-th
+ * How long the username+source pair is blocked after its `failures`-th
  * consecutive failure: nothing for the free ones, then base × 2^k, capped. Pure.
  */
 export function blockSeconds(limits: Pick<Limits, 'freeFailures' | 'blockBaseSeconds' | 'blockMaxSeconds'>, failures: number): number {
@@ -54,75 +41,123 @@ export function blockSeconds(limits: Pick<Limits, 'freeFailures' | 'blockBaseSec
   return Math.min(limits.blockMaxSeconds, limits.blockBaseSeconds * 2 ** Math.min(beyond - 1, 30));
 }
 
+/**
+ * The verdict from the reserved counts (each includes this attempt). Pure.
+ * `slot`: the count of the pair's block key after this attempt claimed it
+ * (1 = this attempt holds it), or undefined when it did not need it.
+ */
+export function verdict(
+  limits: Pick<Limits, 'ipMaxFailures' | 'userMaxFailures'>,
+  counts: { ip: Count; blocked: Count | null; slot: Count | undefined; account: Count | undefined },
+): Verdict {
+  const { ip, blocked, slot, account } = counts;
+  if (ip.count > limits.ipMaxFailures) return { kind: 'rate_limited', retryAfterSeconds: ip.retryAfterSeconds };
+  if (blocked) return { kind: 'throttled', scope: 'account_ip', retryAfterSeconds: blocked.retryAfterSeconds };
+  if (slot && slot.count > 1) return { kind: 'throttled', scope: 'account_ip', retryAfterSeconds: slot.retryAfterSeconds };
+  if (account && account.count > limits.userMaxFailures) {
+    return { kind: 'throttled', scope: 'account', retryAfterSeconds: account.retryAfterSeconds };
+  }
+  return { kind: 'ok' };
+}
+
+/** A reserved attempt: verify only when the verdict is ok, then report how it went. */
+export type Reservation = {
+  verdict: Verdict;
+  /** The password was right: refunds the reservation, resets the pair, remembers the source. */
+  succeeded(): Promise<void>;
+  /** The password was wrong (or the user unknown / inactive): the reservation stands. */
+  failed(): Promise<void>;
+  /** The check could not be made (a store failed): everything reserved is given back. */
+  cancelled(): Promise<void>;
+};
+
 export class LoginThrottle {
   readonly #limits: Limits;
   readonly #events: SecurityEvents;
-  readonly #ip: RateLimiterAbstract;
-  readonly #account: RateLimiterAbstract;
-  readonly #pair: RateLimiterAbstract;
-  readonly #pairBlock: RateLimiterAbstract;
-  readonly #global: RateLimiterAbstract;
+  readonly #ip: Limiter;
+  readonly #account: Limiter;
+  readonly #pair: Limiter;
+  readonly #block: Limiter;
+  readonly #global: Limiter;
+  readonly #familiar: FamiliarSources;
 
-  constructor(limits: Limits, events: SecurityEvents, redis: RedisClient | undefined, prefix: string) {
+  constructor(limits: Limits, events: SecurityEvents, store: LimiterStore) {
     this.#limits = limits;
     this.#events = events;
-    const make = (name: string, points: number, duration: number): RateLimiterAbstract =>
-      redis
-        ? new RateLimiterRedis({ storeClient: redis, keyPrefix: `${prefix}rl:${name}`, points, duration, rejectIfRedisNotReady: true })
-        : new RateLimiterMemory({ keyPrefix: name, points, duration });
     const window = limits.failureWindowSeconds;
-    this.#ip = make('ip', limits.ipMaxFailures, window);
-    this.#account = make('account', limits.userMaxFailures, window);
-    this.#pair = make('pair', 1_000_000, window);
-    this.#pairBlock = make('pair-block', 1, 1);
-    this.#global = make('global', limits.sprayAlertPerMinute, 60);
+    this.#ip = new Limiter(store, 'ip', { limit: limits.ipMaxFailures, windowSeconds: window });
+    this.#account = new Limiter(store, 'account', { limit: limits.userMaxFailures, windowSeconds: window });
+    this.#pair = new Limiter(store, 'pair', { limit: Number.MAX_SAFE_INTEGER, windowSeconds: window });
+    this.#block = new Limiter(store, 'pair-block', { limit: 1, windowSeconds: 1 });
+    this.#global = new Limiter(store, 'global', { limit: limits.sprayAlertPerMinute, windowSeconds: 60 });
+    this.#familiar = new FamiliarSources(store, 'familiar-login', limits.familiarSourceSeconds);
   }
 
-  /** Before a login is verified: is this source or this account throttled? */
-  check(user: string, ip: string): Promise<Verdict> {
-    return redisCall(async () => {
-      const [ipRes, blockRes, accountRes] = await Promise.all([
-        this.#ip.get(ip),
-        this.#pairBlock.get(`${user}|${ip}`),
-        this.#account.get(user),
+  /**
+   * Reserves one failure on every counter that applies to `user` (a hash)
+   * from `source` (ipKey of the IP) and returns the verdict. A refused
+   * attempt gives back what it reserved on the pair and account counters;
+   * it still counts against the source (and a throttled one, which is
+   * answered like a failure, in the spraying signal).
+   */
+  async reserve(user: string, source: string): Promise<Reservation> {
+    const pairKey = `${user}|${source}`;
+    const limits = this.#limits;
+    const [ip, pair, blocked, familiar] = await Promise.all([
+      this.#ip.add(source),
+      this.#pair.add(pairKey),
+      this.#block.read(pairKey),
+      this.#familiar.has(user, source),
+    ]);
+    let slot: Count | undefined;
+    let account: Count | undefined;
+    if (ip.count <= limits.ipMaxFailures && !blocked) {
+      // Beyond the free failures each attempt needs the block's slot: the
+      // first to claim it verifies and its failure is the block; parallel
+      // attempts find it taken. Strangers also reserve on the account.
+      const needsSlot = pair.count > limits.freeFailures;
+      [slot, account] = await Promise.all([
+        needsSlot ? this.#block.add(pairKey, 1, blockSeconds(limits, pair.count)) : undefined,
+        familiar ? undefined : this.#account.add(user),
       ]);
-      return verdict(this.#limits, { ip: ipRes, pairBlock: blockRes, account: accountRes });
-    });
-  }
-
-  /** A wrong password (or unknown / inactive user). */
-  failed(user: string, ip: string): Promise<void> {
-    const pairKey = `${user}|${ip}`;
-    return redisCall(async () => {
-      const [, , pair] = await Promise.all([
-        this.#ip.penalty(ip),
-        this.#account.penalty(user),
-        this.#pair.penalty(pairKey),
-        this.#countGlobal(),
+    }
+    const result = verdict(limits, { ip, blocked, slot, account });
+    // Gives back the pair and account reservations, and the block slot if this attempt holds it.
+    const release = async () => {
+      await Promise.all([
+        this.#pair.refund(pairKey),
+        account ? this.#account.refund(user) : undefined,
+        slot?.count === 1 ? this.#block.clear(pairKey) : undefined,
       ]);
-      const seconds = blockSeconds(this.#limits, pair.consumedPoints);
-      if (seconds > 0) await this.#pairBlock.block(pairKey, seconds);
-    });
-  }
-
-  /** An attempt refused because the account was throttled: counts against the IP only. */
-  throttledAttempt(ip: string): Promise<void> {
-    return redisCall(async () => {
-      await Promise.all([this.#ip.penalty(ip), this.#countGlobal()]);
-    });
-  }
-
-  succeeded(user: string, ip: string): Promise<void> {
-    return redisCall(async () => {
-      await Promise.all([this.#pair.delete(`${user}|${ip}`), this.#pairBlock.delete(`${user}|${ip}`), this.#account.delete(user)]);
-    });
+    };
+    if (result.kind !== 'ok') {
+      await Promise.all([release(), result.kind === 'throttled' ? this.#countGlobal() : undefined]);
+      const settled = async () => {};
+      return { verdict: result, succeeded: settled, failed: settled, cancelled: settled };
+    }
+    return {
+      verdict: result,
+      cancelled: async () => {
+        await Promise.all([release(), this.#ip.refund(source)]);
+      },
+      succeeded: async () => {
+        await Promise.all([
+          this.#ip.refund(source),
+          this.#pair.clear(pairKey),
+          this.#block.clear(pairKey),
+          account ? this.#account.refund(user) : undefined,
+          this.#familiar.remember(user, source),
+        ]);
+      },
+      failed: () => this.#countGlobal(),
+    };
   }
 
   async #countGlobal(): Promise<void> {
-    const res = await this.#global.penalty('all');
+    const { count } = await this.#global.add('all');
     // Exactly one request crosses the threshold per minute, across replicas.
-    if (res.consumedPoints === this.#limits.sprayAlertPerMinute + 1) {
-      this.#events.emit('login.spraying_suspected', { failuresPerMinute: res.consumedPoints });
+    if (count === this.#limits.sprayAlertPerMinute + 1) {
+      this.#events.emit('login.spraying_suspected', { failuresPerMinute: count });
     }
   }
 }

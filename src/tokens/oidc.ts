@@ -73,6 +73,37 @@ export function clientView(client: unknown): OidcClient {
   };
 }
 
+/**
+ * A parameter of the form body before oidc-provider parses it: the HTTP
+ * layer leaves the validated body as a string on the request
+ * (src/http/input-hardening.ts). Undefined when absent or not a form.
+ */
+export function formParamOf(ctx: OidcContext, name: string): string | undefined {
+  const body = (ctx.req as { body?: unknown }).body;
+  if (typeof body !== 'string') return undefined;
+  return new URLSearchParams(body).get(name) ?? undefined;
+}
+
+/**
+ * The client id a request claims, before it is authenticated: from HTTP
+ * Basic credentials, else the form's client_id. Only for keying limits and
+ * events; oidc-provider does the authentication itself.
+ */
+export function claimedClientIdOf(ctx: OidcContext): string | undefined {
+  const [scheme, credentials] = (ctx.get('authorization') || '').split(' ');
+  if (scheme?.toLowerCase() === 'basic' && credentials) {
+    const decoded = Buffer.from(credentials, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon < 0) return undefined;
+    try {
+      return decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, '%20'));
+    } catch {
+      return undefined;
+    }
+  }
+  return formParamOf(ctx, 'client_id');
+}
+
 /** The raw client object, for oidc-provider's own constructors (tokens take the client itself). */
 export function rawClientOf(ctx: OidcContext): NonNullable<KoaContextWithOIDC['oidc']['client']> {
   const client = ctx.oidc.client;

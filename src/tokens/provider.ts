@@ -5,26 +5,31 @@
 // JWT access tokens (RFC 9068) for one resource server; rotating refresh
 // tokens. A new Provider is built whenever the signing key changes
 // (src/tokens/key-rotation.ts), so everything attached to it is attached here.
-import { hkdfSync } from 'node:crypto';
 import type { JWK } from 'jose';
 import Provider, { errors, type Adapter, type KoaContextWithOIDC } from 'oidc-provider';
 import type { LoginSource } from '../accounts/login.ts';
 import type { Account } from '../accounts/users.ts';
-import { secretMatches } from '../clients/index.ts';
+import { CLIENT_ID, GRANT_TYPES, secretMatches } from '../clients/index.ts';
+import { deriveKey } from '../lib/crypto.ts';
 import type { Config } from '../config/index.ts';
 import type { SigningAlg } from '../keys/keystore.ts';
 import type { Logger } from '../observability/log.ts';
 import { countStoreError, type Metrics } from '../observability/metrics.ts';
+import { StoreUnavailable } from '../errors.ts';
 import type { AuditLog } from '../security/audit.ts';
+import type { ClientAuthThrottle } from '../security/client-auth.ts';
 import type { SecurityEvents } from '../security/events.ts';
+import { Overloaded, type HashGate } from '../security/hash-gate.ts';
 import {
   adapterFactory,
   atBoundary,
   CatalogueError,
+  claimedClientIdOf,
   clientOf,
   clientView,
   compareClientSecretWith,
   entityOf,
+  formParamOf,
   issuedAtOfFamily,
   paramOf,
   refreshTokenValues,
@@ -49,6 +54,10 @@ export type ProviderDeps = {
   login(source: LoginSource, username: string, password: string): Promise<Account | null>;
   /** The active account behind a token, or null (gone or disabled): refresh re-reads it. */
   findAccount(id: string): Promise<Account | null>;
+  /** The password hash gate: when it is full, password grants are shed before any other work. */
+  gate: HashGate;
+  /** Limits on failed client authentication. */
+  clientAuth: ClientAuthThrottle;
   events: SecurityEvents;
   audit: AuditLog;
   metrics: Metrics;
@@ -82,9 +91,7 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
 
   // Cookies are unused (no interactive flows) but oidc-provider wants keys;
   // derive them from the KEK so every replica agrees without another secret.
-  const cookieKey = Buffer.from(hkdfSync('sha256', config.keyEncryptionKey ?? Buffer.alloc(32), '', 'identity cookie keys', 32)).toString(
-    'base64url',
-  );
+  const cookieKey = deriveKey(config.keyEncryptionKey ?? Buffer.alloc(32), 'identity cookie keys').toString('base64url');
 
   const provider = new Provider(config.issuer, {
     adapter: adapterFactory((model) =>
@@ -120,7 +127,14 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
       userinfoSigningAlgValues: [alg],
     },
     features: {
+      // No browser flows: no interactions, logout or pushed authorization
+      // requests (their endpoints are not mounted, discovery omits them);
+      // /auth, which oidc-provider always mounts, is closed by `doors` below.
       devInteractions: { enabled: false },
+      rpInitiatedLogout: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+      deviceFlow: { enabled: false },
+      registration: { enabled: false },
       clientCredentials: { enabled: true },
       // Refresh tokens are the only introspectable tokens (access tokens are
       // JWTs, verified offline), so a client may introspect only its own.
@@ -204,6 +218,7 @@ export function createProvider(deps: ProviderDeps, signingKey: JWK): Provider {
   provider.use(responseHeaders(config.corsOrigins));
   provider.use(refreshGrace);
   provider.use(rfcErrorShim);
+  provider.use(doors(deps));
   observe(provider, deps);
   return provider;
 }
@@ -254,10 +269,79 @@ async function rfcErrorShim(ctx: KoaContextWithOIDC, next: () => Promise<void>):
   }
 }
 
-const grantTypeOf = (ctx: OidcContext) => {
-  const g = paramOf(ctx, 'grant_type');
-  return g && /^[\w:.-]{1,64}$/.test(g) ? g : 'unknown';
-};
+// Metric labels take known values only: any other grant_type is `other`.
+const KNOWN_GRANT_TYPES: ReadonlySet<string> = new Set(GRANT_TYPES);
+const grantTypeOf = (ctx: OidcContext, raw = paramOf(ctx, 'grant_type')) => (raw && KNOWN_GRANT_TYPES.has(raw) ? raw : 'other');
+
+// Interactive endpoints oidc-provider mounts whatever the configuration
+// (authorization, its resume step, logout confirmation): this service has no
+// browser flows, so they answer 404 like any unknown path.
+const CLOSED_PATHS = /^\/(?:auth(?:\/.*)?|session\/end\/confirm)$/;
+// Where clients authenticate.
+const CLIENT_AUTH_PATHS: ReadonlySet<string> = new Set(['/token', '/token/introspection', '/token/revocation']);
+
+// What every request to oidc-provider passes first, cheapest check first:
+// 1. closed interactive endpoints: 404;
+// 2. a password grant while the hash gate is full: 503 at once, before client
+//    authentication or any store round trip (a login flood costs little);
+// 3. client-authentication limits (src/security/client-auth.ts): 429 before
+//    oidc-provider checks the secret; failures counted from the answer.
+// Discovery stops listing the closed authorization endpoint.
+function doors(deps: ProviderDeps) {
+  const { gate, clientAuth, events, metrics, logger } = deps;
+  const refuse = (ctx: OidcContext, status: 429 | 503, description: string, retryAfter: number) => {
+    ctx.status = status;
+    ctx.type = 'json';
+    ctx.body = { error: 'temporarily_unavailable', error_description: description };
+    ctx.set('Retry-After', String(retryAfter));
+    ctx.set('Cache-Control', 'no-store');
+    ctx.set('Pragma', 'no-cache');
+  };
+  // Counting must not turn an answer already decided into an error.
+  const quietly = (work: Promise<void>) =>
+    work.catch((err: unknown) => logger.warn({ err: { message: (err as Error).message } }, 'client authentication not counted'));
+
+  return async function doors(ctx: OidcContext, next: () => Promise<void>): Promise<void> {
+    if (CLOSED_PATHS.test(ctx.path)) return;
+    if (ctx.method !== 'POST' || !CLIENT_AUTH_PATHS.has(ctx.path)) {
+      await next();
+      if (routeOf(ctx) === 'discovery' && ctx.body && typeof ctx.body === 'object') {
+        delete (ctx.body as Record<string, unknown>).authorization_endpoint;
+      }
+      return;
+    }
+    const grantType = ctx.path === '/token' ? formParamOf(ctx, 'grant_type') : undefined;
+    if (grantType === 'password' && gate.full) {
+      events.emit('login.shed', { clientId: null, ip: ctx.ip, via: 'token' });
+      metrics.tokenRequests.inc({ grant_type: 'password', outcome: 'temporarily_unavailable' });
+      return refuse(ctx, 503, new Overloaded().message, 1);
+    }
+    const claimed = claimedClientIdOf(ctx);
+    const clientId = claimed && CLIENT_ID.test(claimed) ? claimed : null;
+    let verdict;
+    try {
+      verdict = await clientAuth.check(clientId, ctx.ip);
+    } catch (err) {
+      if (!(err instanceof StoreUnavailable)) throw err;
+      countStoreError(metrics, 'redis');
+      return refuse(ctx, 503, err.message, 1);
+    }
+    if (verdict.kind === 'rate_limited') {
+      events.emit('client_auth.rate_limited', { clientId, ip: ctx.ip, scope: verdict.scope, retryAfterSeconds: verdict.retryAfterSeconds });
+      if (ctx.path === '/token') metrics.tokenRequests.inc({ grant_type: grantTypeOf(ctx, grantType), outcome: 'temporarily_unavailable' });
+      const what = verdict.scope === 'ip' ? 'from this address' : 'for this client';
+      return refuse(ctx, 429, `too many failed client authentications ${what}`, verdict.retryAfterSeconds);
+    }
+    await next();
+    if (ctx.status === 401) {
+      events.emit('client_auth.failed', { clientId, ip: ctx.ip });
+      await quietly(clientAuth.failed(clientId, ctx.ip));
+    } else {
+      const client = clientOf(ctx);
+      if (client) await quietly(clientAuth.succeeded(client.clientId, ctx.ip));
+    }
+  };
+}
 
 // Metrics, logs and audit rows from oidc-provider's events.
 function observe(provider: Provider, deps: ProviderDeps): void {

@@ -54,3 +54,54 @@ export function recordEvents(svc: TestService): Map<string, object[]> {
   };
   return seen;
 }
+
+/** The service's Prometheus text from the admin port. */
+export async function scrape(svc: TestService): Promise<string> {
+  return (await fetch(`${svc.adminUrl}/metrics`)).text();
+}
+
+/** The sum of a metric's samples whose labels include all of `labels` (0 when none). */
+export function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+/** The label sets of every sample of a metric. */
+export function series(text: string, name: string): Record<string, string>[] {
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith(`${name}{`))
+    .map((line) => Object.fromEntries([...line.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1]!, l[2]!])));
+}
+
+/** POST /account/password with a user's access token. */
+export async function changePassword(svc: TestService, accessToken: string, current: string, next: string) {
+  const res = await fetch(`${svc.config.issuer}/account/password`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ current_password: current, new_password: next }),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, text, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+
+/** Runs `task(i)` for i < count with at most `width` in flight; the results in order. */
+export async function inParallel<T>(count: number, width: number, task: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(count);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, count) }, async () => {
+      while (next < count) {
+        const i = next++;
+        out[i] = await task(i);
+      }
+    }),
+  );
+  return out;
+}

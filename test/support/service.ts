@@ -91,6 +91,10 @@ export async function startTestService(env: Record<string, string> = {}, opts: {
     ADMIN_PORT: '0',
     ISSUER: `http://127.0.0.1:${port}`,
     LOG_LEVEL: 'info',
+    // Tests log in several at a time (4 in flight, plus a password change, is
+    // common); shedding beyond the production default (2, one per core) has
+    // tests of its own, which set it.
+    MAX_CONCURRENT_HASHES: '8',
     ...env,
   });
   const logs = new LogCapture();

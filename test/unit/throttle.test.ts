@@ -1,45 +1,37 @@
-// The login throttle's arithmetic: the verdict from its counters and the
-// progressive block, both pure.
+// The login throttle's arithmetic: the verdict from its reserved counts and
+// the progressive block, both pure (per-source keys: test/unit/ip-key.test.ts).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { RateLimiterRes } from 'rate-limiter-flexible';
 import { blockSeconds, verdict } from '../../src/security/throttle.ts';
 
-const res = (consumedPoints: number, msBeforeNext = 30_000) => ({ consumedPoints, msBeforeNext }) as RateLimiterRes;
+const n = (count: number, retryAfterSeconds = 30) => ({ count, retryAfterSeconds });
 const limits = { ipMaxFailures: 200, userMaxFailures: 50, freeFailures: 5, blockBaseSeconds: 1, blockMaxSeconds: 900 };
+const none = { blocked: null, slot: undefined, account: undefined };
 
-test('no counters: ok', () => {
-  assert.deepEqual(verdict(limits, { ip: null, pairBlock: null, account: null }), { kind: 'ok' });
+test('counts within every limit: ok (each count includes the attempt being reserved)', () => {
+  assert.deepEqual(verdict(limits, { ip: n(200), blocked: null, slot: n(1), account: n(50) }), { kind: 'ok' });
 });
 
-test('the IP limit wins over everything and is a 429 with its own Retry-After', () => {
-  assert.deepEqual(verdict(limits, { ip: res(200, 4500), pairBlock: res(2), account: res(50) }), { kind: 'rate_limited', retryAfterSeconds: 5 });
-  assert.deepEqual(verdict(limits, { ip: res(199), pairBlock: null, account: null }), { kind: 'ok' });
+test('the source limit wins over everything and is a 429 with its own Retry-After', () => {
+  assert.deepEqual(verdict(limits, { ip: n(201, 5), blocked: n(2), slot: n(3), account: n(51) }), { kind: 'rate_limited', retryAfterSeconds: 5 });
+  assert.deepEqual(verdict(limits, { ip: n(200), ...none }), { kind: 'ok' });
 });
 
-test('a username+IP block in force throttles that pair; the per-username limit throttles everywhere', () => {
-  assert.deepEqual(verdict(limits, { ip: res(3), pairBlock: res(2, 800), account: null }), {
-    kind: 'throttled',
-    scope: 'account_ip',
-    retryAfterSeconds: 1,
-  });
-  assert.deepEqual(verdict(limits, { ip: null, pairBlock: res(1), account: null }), { kind: 'ok' }, 'one point is no block');
-  assert.deepEqual(verdict(limits, { ip: null, pairBlock: null, account: res(50, 60_000) }), {
-    kind: 'throttled',
-    scope: 'account',
-    retryAfterSeconds: 60,
-  });
-  assert.deepEqual(verdict(limits, { ip: null, pairBlock: null, account: res(49) }), { kind: 'ok' });
+test('a pair block in force, or a block slot another attempt holds, throttles the pair', () => {
+  assert.deepEqual(verdict(limits, { ip: n(3), ...none, blocked: n(1, 7) }), { kind: 'throttled', scope: 'account_ip', retryAfterSeconds: 7 });
+  assert.deepEqual(verdict(limits, { ip: n(3), ...none, slot: n(2, 4) }), { kind: 'throttled', scope: 'account_ip', retryAfterSeconds: 4 });
+  assert.deepEqual(verdict(limits, { ip: n(3), ...none, slot: n(1) }), { kind: 'ok' }, 'the attempt that claimed the slot goes on');
 });
 
-test('Retry-After is at least one second, rounded up', () => {
-  assert.equal((verdict(limits, { ip: res(200, 1), pairBlock: null, account: null }) as { retryAfterSeconds: number }).retryAfterSeconds, 1);
-  assert.equal((verdict(limits, { ip: res(200, 1001), pairBlock: null, account: null }) as { retryAfterSeconds: number }).retryAfterSeconds, 2);
+test('the per-username limit throttles strangers beyond it; familiar sources reserve nothing there', () => {
+  assert.deepEqual(verdict(limits, { ip: n(1), ...none, account: n(51, 60) }), { kind: 'throttled', scope: 'account', retryAfterSeconds: 60 });
+  assert.deepEqual(verdict(limits, { ip: n(1), ...none, account: n(50) }), { kind: 'ok' });
+  assert.deepEqual(verdict(limits, { ip: n(1), ...none, account: undefined }), { kind: 'ok' });
 });
 
 test('blocks start after the free failures, double each time, and stop at the cap', () => {
-  assert.deepEqual([1, 2, 3, 4, 5].map((n) => blockSeconds(limits, n)), [0, 0, 0, 0, 0]);
-  assert.deepEqual([6, 7, 8, 9, 10].map((n) => blockSeconds(limits, n)), [1, 2, 4, 8, 16]);
+  assert.deepEqual([1, 2, 3, 4, 5].map((k) => blockSeconds(limits, k)), [0, 0, 0, 0, 0]);
+  assert.deepEqual([6, 7, 8, 9, 10].map((k) => blockSeconds(limits, k)), [1, 2, 4, 8, 16]);
   assert.equal(blockSeconds(limits, 15), 512);
   assert.equal(blockSeconds(limits, 16), 900);
   assert.equal(blockSeconds(limits, 10_000), 900, 'no overflow for huge counts');
