@@ -11,7 +11,10 @@ WORKDIR /app
 # Dependencies first, cached while the lockfile is unchanged. No install
 # scripts are needed: argon2 loads its bundled prebuilt binary.
 COPY package.json package-lock.json ./
+# The verifier is an npm workspace (packages/verify) the admin API uses.
+COPY packages/verify/package.json ./packages/verify/
 RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY packages/verify/index.js packages/verify/index.d.ts ./packages/verify/
 COPY prisma.config.ts tsconfig.json ./
 COPY prisma ./prisma
 COPY src ./src
@@ -29,10 +32,12 @@ COPY --from=build /app/package.json /app/package-lock.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/prisma ./prisma
 COPY --from=build /app/src ./src
+COPY --from=build /app/packages ./packages
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (the image's "node" user).
 USER 1000:1000
 EXPOSE 3000 3001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.ADMIN_PORT||3001)+'/livez').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself (graceful shutdown).
-CMD ["node", "src/cli.ts", "serve"]
+# --import: OpenTelemetry tracing, active only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+CMD ["node", "--import", "./src/observability/tracing.ts", "src/cli.ts", "serve"]

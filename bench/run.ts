@@ -1,18 +1,20 @@
 // `npm run bench`: the service against baselines measured in the same run on
 // the same machine, loopback only, bounded (BENCH_SECONDS per measurement).
 // Writes bench/results.json and bench/chart.svg and prints a table.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, totalmem } from 'node:os';
-import argon2 from 'argon2';
+import { cpus, totalmem } from 'node:os';
 import { PasswordHasher } from '../src/accounts/passwords.ts';
 import { createUser } from '../src/accounts/users.ts';
 import { createDb } from '../src/store/postgres.ts';
 import { createClient } from '../src/clients/index.ts';
 import { renderChart } from './chart.ts';
-import { chain, freshDatabase, freePort, load, REDIS_URL, rssMb, SECONDS, startProcess, type Load, type Proc } from './lib.ts';
+import { promisify } from 'node:util';
+import { chain, freshDatabase, freePort, interleaved, load, onCpu, LOAD_CPU, onServerCore, PIN, REDIS_URL, rssMb, SECONDS, SERVER_CPU, startProcess, type Load, type Proc, type Request } from './lib.ts';
+
+const run = promisify(execFile);
 
 const CLI = new URL('../src/cli.ts', import.meta.url).pathname;
 const SAT = Number(process.env.BENCH_CONNECTIONS ?? 16); // saturating connections for cheap requests
@@ -28,7 +30,7 @@ const KEYCLOAK_ARGON2 = { memoryCost: 7168, timeCost: 5, parallelism: 1 };
 type Params = typeof DEFAULT_ARGON2;
 
 const results: Record<string, unknown> = {};
-const rows: { scenario: string; c: number; service: Load; baseline?: Load | { rps: number }; ratio?: number; target?: number }[] = [];
+const rows: { scenario: string; c: number; service: Load; baseline?: Load; ratio?: number; cpuRatio?: number; target?: number }[] = [];
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
 const db = await freshDatabase();
@@ -71,20 +73,43 @@ async function eventLoopDelay(adminUrl: string): Promise<{ p50_ms: number; p99_m
   return { p50_ms: read('nodejs_eventloop_lag_p50_seconds'), p99_ms: read('nodejs_eventloop_lag_p99_seconds'), max_ms: read('nodejs_eventloop_lag_max_seconds') };
 }
 
-/** Raw argon2.verify throughput at the same parameters and concurrency. */
-async function argon2Baseline(params: Params, concurrency: number, seconds = SECONDS): Promise<{ rps: number }> {
-  const hash = await argon2.hash('bench password 123', { type: argon2.argon2id, ...params });
-  const deadline = performance.now() + seconds * 1000;
-  let done = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < deadline) {
-        await argon2.verify(hash, 'bench password 123');
-        done++;
-      }
-    }),
-  );
-  return { rps: done / seconds };
+/** Raw argon2.verify throughput at the same parameters and concurrency, on the server core. */
+async function argon2Baseline(params: Params, concurrency: number, seconds = SECONDS): Promise<{ rps: number; requests: number; cpuMs: number }> {
+  const [command, argv] = onServerCore(new URL('./baselines/argon2.ts', import.meta.url).pathname, []);
+  const env = { ...process.env, M: String(params.memoryCost), T: String(params.timeCost), P: String(params.parallelism), CONCURRENCY: String(concurrency), SECONDS: String(seconds) };
+  const { stdout } = await run(command, argv, { env });
+  return JSON.parse(stdout) as { rps: number; requests: number; cpuMs: number };
+}
+
+const argonLoad = (r: { rps: number; requests: number; cpuMs: number }): Load => ({ rps: r.rps, p50: 0, p99: 0, requests: r.requests, errors: 0, non2xx: 0, cpuMs: r.cpuMs });
+
+/** A baseline server (bench/baselines/<name>.ts) on the server core. */
+async function startBaseline(name: string, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  const port = await freePort();
+  return startProcess(new URL(`./baselines/${name}.ts`, import.meta.url).pathname, [], { ...process.env, ...env, PORT: String(port), REDIS_URL }, /ready/, `http://127.0.0.1:${port}`);
+}
+
+/** The same request against a baseline server and the service, at 1 and SAT connections. */
+async function versusBaseline(scenario: string, baseline: string, [url, pid]: [string, number], req: Request, target: number, env: NodeJS.ProcessEnv = {}) {
+  const b = await startBaseline(baseline, env);
+  try {
+    for (const c of [1, SAT]) {
+      const { service, baseline: base } = await interleaved(
+        (t) => onCpu(pid, () => load(url, req, c, t)),
+        (t) => onCpu(b.pid, () => load(b.url, req, c, t)),
+      );
+      record(scenario, c, service, base, target);
+    }
+  } finally {
+    await b.stop();
+  }
+}
+
+/** Redis commands and writes and Postgres queries per request, and Redis bytes per login (bench/redis-memory.ts). */
+async function roundTrips(): Promise<unknown> {
+  const script = new URL('./redis-memory.ts', import.meta.url).pathname;
+  const { stdout } = await run(process.execPath, [script], { env: { ...process.env, BENCH_LOGINS: process.env.BENCH_LOGINS ?? '50', LOG_LEVEL: 'warn' }, maxBuffer: 1 << 24 });
+  return JSON.parse(stdout);
 }
 
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
@@ -105,11 +130,16 @@ async function login(base: string, auth: string, email: string): Promise<string>
   }
 }
 
-function record(scenario: string, c: number, service: Load, baseline?: Load | { rps: number }, target?: number) {
+// ratio: request rates, service over baseline; cpuRatio: CPU time per
+// request, baseline over service (the per-core ratio, insensitive to what
+// else the machine runs).
+function record(scenario: string, c: number, service: Load, baseline?: Load, target?: number) {
   const ratio = baseline ? service.rps / baseline.rps : undefined;
-  rows.push({ scenario, c, service, baseline, ratio, target });
+  const cpuRatio = baseline?.cpuMs && service.cpuMs ? baseline.cpuMs / service.cpuMs : undefined;
+  rows.push({ scenario, c, service, baseline, ratio, cpuRatio, target });
   log(`  ${scenario} c=${c}: ${service.rps.toFixed(0)} req/s p50 ${service.p50} ms p99 ${service.p99} ms` +
-    (baseline ? ` | baseline ${baseline.rps.toFixed(0)} req/s, ratio ${ratio!.toFixed(2)}` : '') +
+    (service.cpuMs ? `, ${service.cpuMs} ms CPU/request` : '') +
+    (baseline ? ` | baseline ${baseline.rps.toFixed(0)} req/s${baseline.cpuMs ? `, ${baseline.cpuMs} ms CPU` : ''}; ratio ${ratio!.toFixed(2)}${cpuRatio ? `, per core ${cpuRatio.toFixed(2)}` : ''}` : '') +
     (service.non2xx || service.errors ? ` | non-2xx ${service.non2xx} errors ${service.errors}` : ''));
 }
 
@@ -205,10 +235,9 @@ try {
         continue;
       }
       for (const c of [1, SAT_HASH]) {
-        const base = await argon2Baseline(params, c);
         let peak = 0;
         const sampler = setInterval(async () => (peak = Math.max(peak, await rssMb(svc.pid).catch(() => 0))), 250);
-        const service = await load(svc.url, req, c);
+        const { service, baseline: base } = await interleaved((t) => onCpu(svc.pid, () => load(svc.url, req, c, t)), async (t) => argonLoad(await argon2Baseline(params, c, t)));
         clearInterval(sampler);
         if (label === 'default' && c === SAT_HASH) results.rss_under_login_load_mb = peak;
         record(`password (${label} argon2)`, c, service, base, 0.9);
@@ -219,19 +248,24 @@ try {
       log('refresh grant');
       // Each worker follows its own chain: the refresh token of one answer is
       // the input of the next request.
-      const refreshNext = (tokens: string[]) => async (w: number, prev?: { status: number; body: string }) => {
+      const keep = (tokens: string[]) => (w: number, prev?: { status: number; body: string }) => {
         if (prev?.status === 200) tokens[w] = (JSON.parse(prev.body) as { refresh_token: string }).refresh_token;
-        else if (prev) tokens[w] = await login(svc.url, auth, email); // a broken chain restarts (counted as non-2xx)
+      };
+      const refreshNext = (tokens: string[]) => async (w: number, prev?: { status: number; body: string }) => {
+        keep(tokens)(w, prev);
+        if (prev && prev.status !== 200) tokens[w] = await login(svc.url, auth, email); // a broken chain restarts (counted as non-2xx)
         return { path: '/token', method: 'POST', headers: { ...form, authorization: auth }, body: `grant_type=refresh_token&refresh_token=${tokens[w]}` };
       };
-      const rbPort = await freePort();
-      const rb = await startProcess(new URL('./baselines/refresh.ts', import.meta.url).pathname, [], { ...process.env, PORT: String(rbPort), REDIS_URL }, /ready/, `http://127.0.0.1:${rbPort}`);
+      const rb = await startBaseline('refresh');
       try {
         for (const c of [1, SAT]) {
-          const base = await chain(rb.url, c, async () => ({ path: '/token', method: 'POST', headers: form, body: 'grant_type=refresh_token&refresh_token=x' }));
           const tokens: string[] = [];
           for (let i = 0; i < c; i++) tokens.push(await login(svc.url, auth, email)); // sequential: parallel logins would be shed
-          record('refresh', c, await chain(svc.url, c, refreshNext(tokens)), base, 0.5);
+          const { service, baseline: base } = await interleaved(
+            (t) => onCpu(svc.pid, () => chain(svc.url, c, refreshNext(tokens), t, keep(tokens))),
+            (t) => onCpu(rb.pid, () => chain(rb.url, c, async () => ({ path: '/token', method: 'POST', headers: form, body: 'grant_type=refresh_token&refresh_token=x' }), t)),
+          );
+          record('refresh', c, service, base, 0.5);
         }
       } finally {
         await rb.stop();
@@ -239,25 +273,23 @@ try {
 
       log('client credentials');
       const ccReq = { method: 'POST' as const, path: '/token', headers: { ...form, authorization: auth }, body: 'grant_type=client_credentials&scope=api:read' };
-      for (const c of [1, SAT]) record('client_credentials', c, await load(svc.url, ccReq, c));
+      await versusBaseline('client_credentials', 'client-credentials', [svc.url, svc.pid], ccReq, 0.5);
 
       log('introspection');
       const rt = await login(svc.url, auth, email);
       const inReq = { method: 'POST' as const, path: '/token/introspection', headers: { ...form, authorization: auth }, body: `token=${rt}` };
-      for (const c of [1, SAT]) record('introspection', c, await load(svc.url, inReq, c));
+      await versusBaseline('introspection', 'introspection', [svc.url, svc.pid], inReq, 0.5);
+      // A gateway introspecting a JWT access token (signature, exp, the login
+      // in Postgres and Redis) against the JWKS fast path of the same service.
+      const jwt = ((await (await fetch(`${svc.url}/token`, { method: 'POST', headers: { ...form, authorization: auth }, body: passwordBody(email) })).json()) as {
+        access_token: string;
+      }).access_token;
+      const jwtReq = { method: 'POST' as const, path: '/token/introspection', headers: { ...form, authorization: auth }, body: `token=${jwt}` };
+      for (const c of [1, SAT]) record('introspection (JWT)', c, await load(svc.url, jwtReq, c), await load(svc.url, { path: '/jwks' }, c), 0.5);
 
       log('JWKS');
       const jwksBody = await (await fetch(`${svc.url}/jwks`)).text();
-      const sPort = await freePort();
-      const st = await startProcess(new URL('./baselines/static.ts', import.meta.url).pathname, [], { ...process.env, PORT: String(sPort), BODY: jwksBody }, /ready/, `http://127.0.0.1:${sPort}`);
-      try {
-        for (const c of [1, SAT]) {
-          const base = await load(st.url, { path: '/jwks' }, c);
-          record('jwks', c, await load(svc.url, { path: '/jwks' }, c), base, 0.8);
-        }
-      } finally {
-        await st.stop();
-      }
+      await versusBaseline('jwks', 'static', [svc.url, svc.pid], { path: '/jwks' }, 0.8, { BODY: jwksBody });
 
       log('downstream verifier (examples/orders-service.ts, GET /me with a Bearer token)');
       const at = (await (await fetch(`${svc.url}/token`, {
@@ -271,7 +303,12 @@ try {
       }, /orders service on/, `http://127.0.0.1:${oPort}`);
       try {
         const meReq = { path: '/me', headers: { authorization: `Bearer ${at.access_token}` } };
-        for (const c of [1, SAT]) record('verifier (express + requireAuth)', c, await load(orders.url, meReq, c));
+        for (const c of [1, SAT]) {
+          const inProcess = await load(orders.url, meReq, c);
+          record('verifier (express + requireAuth)', c, inProcess);
+          // The same token through the forward-auth endpoint gateways call (issue 13: >= 0.8x in-process requireAuth).
+          record('forward-auth GET /verify', c, await load(svc.url, { path: '/verify', headers: meReq.headers }, c), inProcess, 0.8);
+        }
       } finally {
         await orders.stop();
       }
@@ -291,8 +328,11 @@ try {
     console.log(JSON.stringify(results.flood, null, 2));
     process.exitCode = 0;
   } else {
+  log('round trips per request (bench/redis-memory.ts)');
+  results.round_trips = await roundTrips();
   results.machine = {
-    cpus: availableParallelism(),
+    pinned: PIN ? { server_cpu: SERVER_CPU, load_generator_cpu: LOAD_CPU } : false,
+    cpus: cpus().length,
     model: cpus()[0]?.model,
     memory_gb: Math.round(totalmem() / 2 ** 30),
     node: process.version,
@@ -307,7 +347,11 @@ try {
     p99_ms: r.service.p99,
     non2xx: r.service.non2xx,
     errors: r.service.errors,
+    cpu_ms_per_request: r.service.cpuMs,
+    per_core_rps: r.service.cpuMs ? Math.round(1000 / r.service.cpuMs) : undefined,
     baseline_rps: r.baseline ? Math.round(r.baseline.rps) : undefined,
+    baseline_cpu_ms_per_request: r.baseline?.cpuMs,
+    cpu_ratio: r.cpuRatio === undefined ? undefined : Number(r.cpuRatio.toFixed(2)),
     ratio: r.ratio === undefined ? undefined : Number(r.ratio.toFixed(2)),
     target: r.target,
   }));
@@ -315,14 +359,19 @@ try {
   await writeFile(new URL('./chart.svg', import.meta.url), renderChart(rows));
 
   const pad = (s: unknown, n: number) => String(s ?? '').padStart(n);
-  console.log(`\n${'scenario'.padEnd(28)}${pad('conn', 5)}${pad('req/s', 9)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('base/s', 9)}${pad('ratio', 7)}${pad('target', 8)}`);
+  console.log(`\n${'scenario'.padEnd(28)}${pad('conn', 5)}${pad('req/s', 9)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('base/s', 9)}${pad('ratio', 7)}${pad('cpu ms', 8)}${pad('base', 7)}${pad('/core', 7)}${pad('c.ratio', 8)}${pad('target', 8)}`);
   for (const r of rows) {
     console.log(
       `${r.scenario.padEnd(28)}${pad(r.c, 5)}${pad(r.service.rps.toFixed(0), 9)}${pad(r.service.p50, 8)}${pad(r.service.p99, 8)}` +
-        `${pad(r.baseline?.rps.toFixed(0), 9)}${pad(r.ratio?.toFixed(2), 7)}${pad(r.target ? `≥${r.target}` : '', 8)}`,
+        `${pad(r.baseline?.rps.toFixed(0), 9)}${pad(r.ratio?.toFixed(2), 7)}${pad(r.service.cpuMs?.toFixed(2), 8)}${pad(r.baseline?.cpuMs?.toFixed(2), 7)}` +
+        `${pad(r.service.cpuMs ? Math.round(1000 / r.service.cpuMs) : '', 7)}${pad(r.cpuRatio?.toFixed(2), 8)}${pad(r.target ? `≥${r.target}` : '', 8)}`,
     );
   }
   console.log(`\nRSS idle ${results.rss_idle_mb} MB, under login load ${results.rss_under_login_load_mb} MB; JWKS p99 under login saturation ${results.jwks_p99_under_login_load_ms} ms`);
+  const rtr = (results.round_trips as { round_trips_per_request: Record<string, { redis_round_trips: number; redis_commands_incl_script_inner: number; postgres_queries: number }> }).round_trips_per_request;
+  for (const [name, r] of Object.entries(rtr)) {
+    console.log(`Per ${name}: ${r.redis_round_trips} Redis round trips (${r.redis_commands_incl_script_inner} commands, script-inner included), ${r.postgres_queries} Postgres queries`);
+  }
   const f = results.flood as { shed_p50_ms?: number; refresh_p99_idle_ms: number; refresh_p99_flood_ms: number; jwks_p99_flood_ms: number };
   console.log(`Login flood: shed p50 ${f.shed_p50_ms} ms (≤ 5), refresh p99 ${f.refresh_p99_flood_ms} ms vs idle ${f.refresh_p99_idle_ms} ms (≤ 3×), JWKS p99 ${f.jwks_p99_flood_ms} ms (≤ 10)`);
   }

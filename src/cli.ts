@@ -2,19 +2,24 @@
 // `identity`: the admin CLI. Prints JSON on stdout, errors on stderr.
 //   identity serve | migrate
 //   identity users create --email E --password-stdin [--roles a,b]
-//   identity users import < users.ndjson
+//   identity users import [--from ndjson|keycloak|auth0|firebase] [FILE] [--hash-config FILE] [--role-map a=b,...]
 //   identity clients create --id ID --grant-types password,refresh_token [--scopes "a b"] [--resources URI]
-//   identity keys list | rotate | set-alg ALG | revoke KID | rekey
+//   identity keys list | rotate | set-alg ALG | revoke KID | rekey | export --pem DIR [--jwks-url URL]
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { importUsers } from './accounts/import.ts';
+import { IMPORT_SOURCES, importUsers, type ImportSource } from './accounts/import.ts';
 import { passwordFromBytes } from './accounts/policy.ts';
 import { GRANT_TYPES, type GrantType } from './clients/index.ts';
 import { loadConfig, type Config } from './config/index.ts';
 import { ServiceError } from './errors.ts';
+import { progressReporter } from './lib/progress.ts';
 import { createLogger } from './observability/log.ts';
+import { flushTraces } from './observability/traces.ts';
 import type { AuditMeta } from './security/audit.ts';
 import { domainServices, openStores, startService, type Stores } from './service.ts';
 import type { SigningAlg } from './keys/keystore.ts';
+import { exportPem, publishedPublicJwks, signingKeysOf } from './keys/pem-export.ts';
+import { databaseProblem } from './store/boot-checks.ts';
 import { migrate } from './store/migrate.ts';
 import { RedisTokenStore } from './tokens/redis-adapter.ts';
 
@@ -22,29 +27,48 @@ const USAGE = `usage:
   identity serve
   identity migrate
   identity users create --email EMAIL --password-stdin [--roles admin,viewer]
-  identity users import < users.ndjson
-  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"] [--trusted-gateway] [--resources URI,...]
+  identity users import [--from ndjson|keycloak|auth0|firebase] [FILE] [--hash-config FILE] [--role-map src=role,...]
+                                reads FILE (or standard input); progress on stderr, the report on stdout
+  identity users trickle-end    stop asking the legacy identity provider (LEGACY_IDP_*), on every replica
+  identity clients create --id ID --grant-types ${GRANT_TYPES.join(',')} [--scopes "a b"] [--trusted-gateway] [--first-party] [--resources URI,...] [--dpop-bound]
   identity keys list
   identity keys rotate          publish a successor key; it signs after JWKS_MAX_AGE + KEY_SYNC_INTERVAL
   identity keys set-alg ALG     move signing to ES256, EdDSA or PS256 the same way (published first)
   identity keys revoke KID      emergency: unpublish KID now (tokens it signed stop verifying)
-  identity keys rekey           re-encrypt private keys from OLD_KEY_ENCRYPTION_KEY to KEY_ENCRYPTION_KEY`;
+  identity keys rekey           re-encrypt private keys from OLD_KEY_ENCRYPTION_KEY to KEY_ENCRYPTION_KEY
+  identity keys export --pem DIR [--jwks-url URL]
+                                write every published public key to DIR as KID.pem, plus HAProxy's
+                                kids.map and keys.cfg (from Postgres, or from the JWKS at URL)`;
 
 const list = (v: string | undefined, sep: RegExp) => (v ?? '').split(sep).map((s) => s.trim()).filter(Boolean);
 
-async function readStdinBytes(): Promise<Buffer> {
-  if (process.stdin.isTTY) throw new ServiceError('validation_failed', '--password-stdin: pipe the password on standard input');
+async function readStdinBytes(what = '--password-stdin: pipe the password'): Promise<Buffer> {
+  if (process.stdin.isTTY) throw new ServiceError('validation_failed', `${what} on standard input`);
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 
+/** A JSON document over HTTP(S), for `keys export --jwks-url` (no redirects, 10 s). */
+async function fetchJson(url: string): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(new URL(url), { redirect: 'error', signal: AbortSignal.timeout(10_000), headers: { accept: 'application/json' } });
+  } catch (err) {
+    throw new ServiceError('temporarily_unavailable', `${url}: ${(err as Error).message}`);
+  }
+  if (res.status !== 200) throw new ServiceError('temporarily_unavailable', `${url} answered ${res.status}`);
+  return res.json();
+}
 
 const CLI: AuditMeta = { actor: 'cli' };
 
 /** Opens the stores, runs `fn` with the services (audited as actor `cli`), closes. */
 async function withServices<T>(config: Config, fn: (services: ReturnType<typeof domainServices>, stores: Stores) => Promise<T>): Promise<T> {
   const logger = createLogger('warn', process.stderr);
+  // A wrong DATABASE_URL or an unmigrated database: one line saying which, not the ORM's error.
+  const problem = config.databaseUrl ? await databaseProblem(config.databaseUrl) : undefined;
+  if (problem) throw new ServiceError('temporarily_unavailable', problem.line);
   const stores = await openStores(config, logger);
   // Revocations are committed in Postgres; this cleans Redis up afterwards.
   // Without Redis (development) the server's in-memory store is in another
@@ -73,6 +97,7 @@ async function main(argv: string[]): Promise<number> {
       }, config.shutdownGraceMs).unref();
       try {
         await service.close();
+        await flushTraces();
         logger.info('shut down: connections closed, Redis and Postgres disconnected');
         process.exit(0);
       } catch (err) {
@@ -109,10 +134,30 @@ async function main(argv: string[]): Promise<number> {
   }
 
   if (command === 'users' && sub === 'import') {
-    const ndjson = (await readStdinBytes()).toString('utf8');
-    const report = await withServices(config, ({ accounts }) => importUsers(accounts, ndjson, CLI));
+    const { values, positionals } = parseArgs({
+      args: rest,
+      options: { from: { type: 'string', default: 'ndjson' }, 'hash-config': { type: 'string' }, 'role-map': { type: 'string' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    const from = values.from as ImportSource;
+    if (!IMPORT_SOURCES.includes(from) || positionals.length > 1) throw new ServiceError('validation_failed', `--from: one of ${IMPORT_SOURCES.join(', ')}\n${USAGE}`);
+    const text = positionals[0] ? await readFile(positionals[0], 'utf8') : (await readStdinBytes('users import: name a FILE or pipe it')).toString('utf8');
+    const hashConfig = values['hash-config'] ? await readFile(values['hash-config'], 'utf8') : undefined;
+    const roleMap = Object.fromEntries(list(values['role-map'], /,/).map((pair) => pair.split('=').map((s) => s.trim()) as [string, string]));
+    const progress = progressReporter('users', process.stderr);
+    const report = await withServices(config, ({ accounts }) =>
+      importUsers(accounts, text, CLI, { from, roleMap, ...(hashConfig ? { hashConfig } : {}), onProgress: (p) => progress({ ...p }) }),
+    );
+    progress.end();
     console.log(JSON.stringify(report, null, 2));
     return report.failed ? 1 : 0;
+  }
+
+  if (command === 'users' && sub === 'trickle-end' && rest.length === 0) {
+    const out = await withServices(config, ({ accounts }) => accounts.endTrickle(CLI));
+    console.log(JSON.stringify(out, null, 2));
+    return 0;
   }
 
   if (command === 'clients' && sub === 'create') {
@@ -123,7 +168,9 @@ async function main(argv: string[]): Promise<number> {
         'grant-types': { type: 'string' },
         scopes: { type: 'string' },
         'trusted-gateway': { type: 'boolean' },
+        'first-party': { type: 'boolean' },
         resources: { type: 'string' },
+        'dpop-bound': { type: 'boolean' },
       },
       strict: true,
     });
@@ -134,12 +181,23 @@ async function main(argv: string[]): Promise<number> {
           grantTypes: list(values['grant-types'], /,/) as GrantType[],
           scopes: list(values.scopes, /[\s,]+/),
           trustedGateway: values['trusted-gateway'] === true,
+          firstParty: values['first-party'] === true,
           resources: list(values.resources, /,/),
+          dpopBound: values['dpop-bound'] === true,
         },
         CLI,
       ),
     );
     console.log(JSON.stringify(client, null, 2));
+    return 0;
+  }
+
+  if (command === 'keys' && sub === 'export') {
+    const { values } = parseArgs({ args: rest, options: { pem: { type: 'string' }, 'jwks-url': { type: 'string' } }, strict: true });
+    if (!values.pem) throw new ServiceError('validation_failed', `keys export: --pem DIR is required\n${USAGE}`);
+    const url = values['jwks-url'];
+    const jwks = url ? signingKeysOf(await fetchJson(url)) : await withServices(config, (_services, stores) => publishedPublicJwks(stores.db));
+    console.log(JSON.stringify(await exportPem(values.pem, jwks), null, 2));
     return 0;
   }
 
@@ -174,6 +232,7 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     const message = err instanceof ServiceError || (err as Error)?.name === 'TypeError' ? (err as Error).message : String((err as Error)?.message ?? err);
     console.error(`identity: ${message}`);
-    process.exitCode = err instanceof ServiceError && err.code === 'validation_failed' ? 2 : 1;
+    // exit() rather than exitCode: a failed boot must not linger on open handles.
+    process.exit(err instanceof ServiceError && err.code === 'validation_failed' ? 2 : 1);
   },
 );

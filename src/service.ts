@@ -1,16 +1,18 @@
 // Composition root: opens the stores, builds each layer's services from the
 // bottom up (security → accounts, keys, clients → tokens → http/api), and
 // knows how to shut all of it down. The only file that sees every layer.
+import type { JWTVerifyGetKey } from 'jose';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type Provider from 'oidc-provider';
 import { bootstrapAdmin } from './accounts/bootstrap.ts';
 import { Accounts, type SessionCleanup } from './accounts/lifecycle.ts';
 import { AUDIT_USERNAME_KEY_PURPOSE, PasswordLogin } from './accounts/login.ts';
+import { LegacyIdp } from './accounts/legacy-idp.ts';
+import { RECOVERY_KEY_PURPOSE, SecondFactor, TOTP_KEY_PURPOSE } from './accounts/mfa.ts';
 import { PasswordHasher } from './accounts/passwords.ts';
 import { Background } from './accounts/background.ts';
 import { Mailer } from './accounts/mailer.ts';
@@ -20,8 +22,10 @@ import { findActiveAccount, legacyHashCount } from './accounts/users.ts';
 import { apiRouters } from './api/index.ts';
 import { Clients, type ClientSessionCleanup } from './clients/index.ts';
 import type { Config } from './config/index.ts';
+import { ServiceError } from './errors.ts';
 import { createAdminApp } from './http/admin-app.ts';
 import { createPublicApp, publicListener } from './http/public-app.ts';
+import { passwordShedDoor } from './http/shed-door.ts';
 import { drainable } from './http/shutdown.ts';
 import { keyPolicy, SigningKeys } from './keys/lifecycle.ts';
 import type { Logger } from './observability/log.ts';
@@ -30,10 +34,12 @@ import { deriveKey } from './lib/crypto.ts';
 import { AuditLog } from './security/audit.ts';
 import { ClientAuthThrottle } from './security/client-auth.ts';
 import { countSecurityEvents, createSecurityEvents, type SecurityEvents } from './security/events.ts';
+import { normalizeIp } from './security/client-ip.ts';
 import { HashGate, prepareThreadPool } from './security/hash-gate.ts';
 import { SelfServiceLimits } from './security/self-service-limits.ts';
 import { LoginThrottle } from './security/throttle.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.ts';
+import { databaseProblem, errorClass, redisWhere, type Problem } from './store/boot-checks.ts';
 import { migrate } from './store/migrate.ts';
 import { createDb, type Db } from './store/postgres.ts';
 import { createRedis, type RedisClient } from './store/redis.ts';
@@ -41,6 +47,7 @@ import { ClientAdapter } from './tokens/client-adapter.ts';
 import { memoryTokenStore, type MemoryTokenStore } from './tokens/memory-store.ts';
 import { asAdapter } from './tokens/oidc.ts';
 import { KeyRotation } from './tokens/key-rotation.ts';
+import { MfaTickets } from './tokens/mfa-tickets.ts';
 import { createProvider } from './tokens/provider.ts';
 import { RedisTokenStore } from './tokens/redis-adapter.ts';
 import { SessionTruth } from './tokens/sessions.ts';
@@ -55,7 +62,7 @@ export type Stores = {
 };
 
 /** Postgres (or the embedded PGlite), Redis if configured, and the KEK. */
-export async function openStores(config: Config, logger: Logger, metrics?: Metrics): Promise<Stores> {
+export async function openStores(config: Config, logger: Logger, metrics?: Metrics, opts: { waitForRedis?: boolean } = {}): Promise<Stores> {
   let embedded: EmbeddedPostgres | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
@@ -67,11 +74,33 @@ export async function openStores(config: Config, logger: Logger, metrics?: Metri
   let redis: RedisClient | undefined;
   if (config.redisTopology) {
     redis = createRedis(config.redisTopology, config.redisCommandTimeoutMs);
+    // ioredis reconnects on its own (every 0.1-2 s): one line per kind of
+    // failure, and one when it is back, instead of one per attempt.
+    const where = redisWhere(config);
+    let failing: string | undefined;
+    // A CLI command does not retry: its one line is the error thrown below.
+    let quiet = !opts.waitForRedis;
     redis.on('error', (err) => {
       metrics?.redisErrors.inc({ kind: 'connection' });
-      logger.warn({ err: { message: err.message } }, 'redis error');
+      const cls = errorClass(err);
+      if (cls === failing) return;
+      failing = cls;
+      if (!quiet) logger.warn({ err: { message: err.message } }, `Redis at ${where} is unreachable: ${cls}; retrying (logged again when this changes)`);
     });
-    await redis.connect();
+    redis.on('ready', () => {
+      if (failing) logger.info(`Redis at ${where} is reachable again`);
+      failing = undefined;
+    });
+    if (opts.waitForRedis) {
+      redis.connect().catch(() => {}); // startService waits for it to be ready
+    } else {
+      await redis.connect().catch((err: unknown) => {
+        redis!.disconnect();
+        // ioredis rejects with "Connection is closed."; the cause came to the error listener.
+        throw new ServiceError('temporarily_unavailable', `Redis at ${where} is unreachable: ${failing ?? errorClass(err)}`);
+      });
+      quiet = false;
+    }
   }
   const kek = config.keyEncryptionKey ?? (await developmentKek(config.dataDir, logger));
   return {
@@ -128,8 +157,23 @@ export function domainServices(
     audit,
     ipv6PrefixBits: config.abuse.ipv6PrefixBits,
     auditKey: deriveKey(stores.kek, AUDIT_USERNAME_KEY_PURPOSE),
+    ...(config.legacyIdp.mode !== 'off'
+      ? { legacy: { idp: new LegacyIdp(config.legacyIdp, db, (outcome) => events.emit('legacy_idp.checked', { outcome })), roles: config.roles } }
+      : {}),
   });
   const accounts = new Accounts({ db, hasher: passwords, policy: config.passwordPolicy, roles: config.roles, sessions, audit, logger, login });
+  const secondFactor = new SecondFactor({
+    db,
+    login,
+    audit,
+    events,
+    sessions,
+    logger,
+    secretKey: deriveKey(stores.kek, TOTP_KEY_PURPOSE),
+    recoveryKey: deriveKey(stores.kek, RECOVERY_KEY_PURPOSE),
+    issuerName: config.mfa.totpIssuer,
+    requiredRoles: config.mfa.requiredRoles,
+  });
   const limits = new SelfServiceLimits(config.selfService, stores.redis, config.redisKeyPrefix, events);
   const mailer = new Mailer(config.mail, logger);
   const background = new Background(BACKGROUND_MAX_DELAY_MS, logger);
@@ -138,6 +182,7 @@ export function domainServices(
     hasher: passwords,
     login,
     accounts,
+    secondFactor,
     /** Self-service work still running after its answer; settle() before closing the stores. */
     background,
     registration: new Registration({
@@ -211,7 +256,38 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         .filter((k) => k.status === 'active' || k.status === 'next' || k.status === 'retiring')
         .map((k) => ({ kid: k.kid, alg: k.alg, status: k.status, since: new Date(k.activated_at ?? k.created_at) })),
   });
-  const stores = await openStores(config, logger, metrics);
+  // Both ports listen first: a port in use or a bad HOST ends the boot at once
+  // (naming the variable), and while Postgres, the schema or Redis are not
+  // there yet, /livez answers 200, /readyz 503 and the public port 503.
+  const boot = { postgres: false, schema: false, redis: false };
+  const starting: RequestListener = (_req, res) => {
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'the service is starting' }));
+  };
+  let publicHandler: RequestListener = starting;
+  let adminHandler: RequestListener = createAdminApp(async () => ({ ...boot, signingKey: false, notDraining: true }), { logger, metrics });
+  const publicServer = createServer({ maxHeaderSize: config.http.maxHeaderBytes }, (req, res) => publicHandler(req, res));
+  const adminServer = createServer((req, res) => adminHandler(req, res));
+  const [publicDrain, adminDrain] = [drainable(publicServer), drainable(adminServer)];
+  const closeServers = async () => {
+    await Promise.all([publicDrain.close(), adminDrain.close()]);
+  };
+  try {
+    await listen(publicServer, config.port, config.host, 'PORT');
+    await listen(adminServer, config.adminPort, config.host, 'ADMIN_PORT');
+  } catch (err) {
+    await closeServers();
+    throw err;
+  }
+
+  const stores = await openStores(config, logger, metrics, { waitForRedis: true });
+  try {
+    await waitForStores(stores, config, logger, boot);
+  } catch (err) {
+    await stores.close();
+    await closeServers();
+    throw err;
+  }
   const { db } = stores;
   database = db;
   const events = createSecurityEvents(logger);
@@ -233,19 +309,29 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const { accounts, audit, login } = services;
   await bootstrapAdmin(accounts, config.adminBootstrap, logger).catch(async (err: unknown) => {
     await stores.close();
+    await closeServers();
     throw err;
   });
 
-  const clientAdapter = asAdapter(new ClientAdapter(db));
+  const clientReader = new ClientAdapter(db, config.issuer, tokenStore);
+  const sessionTruth = new SessionTruth(db);
+  const { secondFactor } = services;
+  const tickets = new MfaTickets(stores.redis, config.redisKeyPrefix, config.redisCommandTimeoutMs);
   const providerDeps = {
     config,
     adapterFor: (model: string) => (tokenStore ? asAdapter(tokenStore.adapterFor(model)) : memory!.adapterFor(model)),
-    clients: clientAdapter,
+    clients: asAdapter(clientReader),
+    prefetchClient: (ctx: object, id: string) => clientReader.prefetch(ctx, id),
+    ...(tokenStore ? { prefetchLogin: (ctx: object, token: string) => tokenStore.prefetch(ctx, token) } : {}),
     login: login.attempt.bind(login),
+    mfa: {
+      tickets,
+      mfaState: (id: string) => secondFactor.state(id),
+      checkSecondFactor: secondFactor.checkAccount.bind(secondFactor),
+    },
     // Refresh re-reads the user (a disabled user cannot refresh): Postgres
     // down means 503 for refresh too, never a token for a stale account.
     findAccount: (id: string) => findActiveAccount(db, id),
-    gate,
     clientAuth: new ClientAuthThrottle(
       config.abuse.clientAuth,
       { redis: stores.redis, prefix: config.redisKeyPrefix },
@@ -255,6 +341,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     audit,
     metrics,
     logger,
+    // `keys` is built just below; only read once requests arrive.
+    verificationKeys: (): JWTVerifyGetKey => keys.verificationKeys(),
+    sessions: sessionTruth,
   };
   // A new provider is built whenever the signing key changes (src/tokens/key-rotation.ts).
   const keys = new KeyRotation({
@@ -288,7 +377,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     return { postgres, redis, signingKey: keys.fitToSign, notDraining: !draining };
   };
 
-  const sessionTruth = new SessionTruth(db);
   const api = apiRouters({
     config,
     accounts,
@@ -299,6 +387,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     keys: keys.verificationKeys(),
     keyPublished: (kid) => services.keys.isPublished(kid),
     sessions: sessionTruth,
+    secondFactor,
+    tickets,
   });
   const publicApp = createPublicApp(keys, logger, keys.jwks(), {
     trustProxyHops: config.trustProxyHops,
@@ -306,14 +396,13 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     corsOrigins: config.corsOrigins,
     accountRoutes: api.selfService,
     metrics,
+    shedDoor: passwordShedDoor(gate, (ip) => {
+      events.emit('login.shed', { clientId: null, ip: normalizeIp(ip), via: 'token' });
+      metrics.tokenRequests.inc({ grant_type: 'password', outcome: 'temporarily_unavailable' });
+    }),
   });
-  const publicServer = createServer(
-    { maxHeaderSize: config.http.maxHeaderBytes },
-    publicListener(publicApp, keys.jwks(), config.corsOrigins),
-  ).listen(config.port, config.host);
-  const adminServer = createAdminApp(readiness, { logger, metrics, api: api.admin }).listen(config.adminPort, config.host);
-  const [publicDrain, adminDrain] = [drainable(publicServer), drainable(adminServer)];
-  await Promise.all([once(publicServer, 'listening'), once(adminServer, 'listening')]);
+  publicHandler = publicListener(publicApp, keys.jwks(), config.corsOrigins, api.forwardAuth);
+  adminHandler = createAdminApp(readiness, { logger, metrics, api: api.admin });
   const url = (s: Server) => `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${(s.address() as AddressInfo).port}`;
   logger.info({ public: url(publicServer), admin: url(adminServer), issuer: config.issuer }, 'identity service listening');
 
@@ -343,4 +432,56 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       await stores.close();
     },
   };
+}
+
+/** Listens, or fails with one line naming the variable (port in use, HOST not on this machine). */
+function listen(server: Server, port: number, host: string, variable: 'PORT' | 'ADMIN_PORT'): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const failed = (err: NodeJS.ErrnoException) => {
+      server.off('listening', listening);
+      const why =
+        err.code === 'EADDRINUSE'
+          ? `${variable} ${port} is already in use`
+          : err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN'
+            ? `HOST ${host} is not an address of this machine`
+            : err.code === 'EACCES'
+              ? `no permission to listen on ${variable} ${port}`
+              : `${err.code ?? ''} ${err.message}`.trim();
+      reject(new ServiceError('config_invalid', `cannot listen on ${host}:${port}: ${why}`));
+    };
+    const listening = () => {
+      server.off('error', failed);
+      resolve();
+    };
+    server.once('error', failed).once('listening', listening).listen(port, host);
+  });
+}
+
+const BOOT_RETRY_MAX_MS = 2000;
+
+/**
+ * Returns when Postgres answers, its schema has every migration and Redis is
+ * ready; until then retries with backoff, logging each kind of problem once
+ * (Redis's own failures are logged by its error listener) and keeping `boot`
+ * current for /readyz.
+ */
+async function waitForStores(stores: Stores, config: Config, logger: Logger, boot: { postgres: boolean; schema: boolean; redis: boolean }): Promise<void> {
+  let logged: string | undefined;
+  let delay = 250;
+  for (;;) {
+    // The embedded database is in-process and migrated by openStores.
+    const db: Problem | undefined = stores.embedded ? undefined : await databaseProblem(stores.databaseUrl);
+    boot.postgres = !db || db.class.startsWith('schema:');
+    boot.schema = !db;
+    boot.redis = !stores.redis || stores.redis.status === 'ready';
+    if (!db && boot.redis) break;
+    const problem = db ?? { class: 'redis', line: `waiting for Redis at ${redisWhere(config)}` };
+    if (problem.class !== logged) {
+      logged = problem.class;
+      logger.warn(problem.line);
+    }
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, BOOT_RETRY_MAX_MS);
+  }
+  if (logged) logger.info('Postgres, its schema and Redis are ready: starting');
 }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -140,7 +140,7 @@ test('the Dockerfile lints clean and follows the image rules', () => {
   const user = runtime.steps.findLast((s) => s.keyword === 'USER')?.args ?? '';
   assert.match(user, /^[1-9]\d*(:\d+)?$/, 'numeric non-root USER');
   const cmd = runtime.steps.findLast((s) => s.keyword === 'CMD')!.args;
-  assert.deepEqual(JSON.parse(cmd), ['node', 'src/cli.ts', 'serve'], 'exec form, node as PID 1');
+  assert.deepEqual(JSON.parse(cmd), ['node', '--import', './src/observability/tracing.ts', 'src/cli.ts', 'serve'], 'exec form, node as PID 1, tracing preloaded');
   assert.equal(envOf(runtime).HOST, '0.0.0.0');
   assert.equal(envOf(runtime).NODE_ENV, 'production');
   assert.ok(!inContext('.env') && !inContext('data/x') && !inContext('node_modules/x') && !inContext('src/generated/x'));
@@ -157,12 +157,19 @@ test('replayed build: production dependencies only; migrate and serve run as the
     assert.ok(!modules.includes(dev), `dev dependency ${dev} was pruned`);
   }
   for (const dep of ['oidc-provider', 'argon2', '@prisma']) assert.ok(modules.includes(dep), `${dep} is there`);
+  assert.ok(!modules.some((m) => /^node-(linux|darwin)-/.test(m)), 'the project-local Node (optional) is pruned: the image has its own');
   assert.ok(existsSync(join(app, 'src/generated/prisma/client.ts')), 'Prisma client generated');
   assert.ok(!existsSync(join(app, 'test')), 'tests are not in the image');
 
   execFileSync('chmod', ['-R', 'a-w', roots.get(runtime.name)!]);
   const [uid, gid] = runtime.steps.findLast((s) => s.keyword === 'USER')!.args.split(':').map(Number);
   const asUser = process.getuid?.() === 0 ? { uid: uid!, gid: gid ?? uid! } : {};
+  // The image's own Node 24 is stood in for by the test's node, copied where
+  // uid 1000 can run it (the clone, with its node_modules/.bin/node, may sit
+  // in a home directory that user cannot enter).
+  const node = join(work, 'node');
+  copyFileSync(process.execPath, node);
+  chmodSync(node, 0o755);
 
   const port = await freePort();
   const adminPort = await freePort();
@@ -181,13 +188,13 @@ test('replayed build: production dependencies only; migrate and serve run as the
     KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
   };
 
-  const migrate = spawnSync(process.execPath, ['src/cli.ts', 'migrate'], { cwd: app, env, encoding: 'utf8', timeout: 60_000, ...asUser });
+  const migrate = spawnSync(node, ['src/cli.ts', 'migrate'], { cwd: app, env, encoding: 'utf8', timeout: 60_000, ...asUser });
   assert.equal(migrate.status, 0, migrate.stderr);
   assert.equal(JSON.parse(migrate.stdout).applied.length, readdirSync(join(app, 'prisma/migrations'), { withFileTypes: true }).filter((d) => d.isDirectory()).length);
 
   const [cmd, ...args] = JSON.parse(runtime.steps.findLast((s) => s.keyword === 'CMD')!.args) as string[];
   assert.equal(cmd, 'node');
-  const server = spawn(process.execPath, args, { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'], ...asUser });
+  const server = spawn(node, args, { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'], ...asUser });
   let output = '';
   server.stdout.on('data', (d) => (output += d));
   server.stderr.on('data', (d) => (output += d));

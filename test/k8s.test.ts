@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../src/config/index.ts';
 import { createMetrics } from '../src/observability/metrics.ts';
@@ -76,7 +78,7 @@ for (const overlay of OVERLAYS) {
 
     test('every object is valid for its Kubernetes schema', async () => {
       for (const obj of objects) {
-        if (obj.apiVersion === 'monitoring.coreos.com/v1') continue; // PrometheusRule: checked below
+        if (obj.apiVersion === 'monitoring.coreos.com/v1') continue; // PrometheusRule, ServiceMonitor: checked below
         await validateObject(obj).catch((err: Error) => assert.fail(`${obj.kind}/${obj.metadata.name}: ${err.message}`));
       }
       const kinds = objects.map((o) => o.kind).sort();
@@ -102,7 +104,10 @@ for (const overlay of OVERLAYS) {
       assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
       assert.equal(c.securityContext.capabilities.add, undefined);
       for (const k of ['cpu', 'memory']) assert.ok(c.resources.requests[k] && c.resources.limits[k] !== undefined, `resources.${k}`);
-      assert.ok(c.resources.limits.memory);
+      // README "Performance": 362 MB resident with logins saturating both cores.
+      const mi = (q: string) => Number(/^(\d+)Mi$/.exec(q)?.[1] ?? NaN) * 2 ** 20;
+      assert.ok(mi(c.resources.limits.memory) >= 362e6, `memory limit ${c.resources.limits.memory} holds the saturated RSS`);
+      assert.ok(mi(c.resources.requests.memory) >= 187e6, `memory request ${c.resources.requests.memory} holds the idle RSS`);
 
       const config = one('ConfigMap').data as Record<string, string>;
       const portOf = (p: string | number) => (typeof p === 'number' ? p : c.ports.find((x: { name: string }) => x.name === p)?.containerPort);
@@ -174,7 +179,7 @@ for (const overlay of OVERLAYS) {
     });
 
     test('NetworkPolicy: public port open, admin port only from this namespace', () => {
-      const np = one('NetworkPolicy');
+      const np = one('NetworkPolicy', (o) => o.metadata.name === 'identity');
       const config = one('ConfigMap').data as Record<string, string>;
       assert.ok(matches(np.spec.podSelector.matchLabels, one('Deployment').spec.template.metadata.labels));
       assert.ok(np.spec.policyTypes.includes('Ingress'));
@@ -188,6 +193,28 @@ for (const overlay of OVERLAYS) {
         for (const peer of rule.from) {
           assert.deepEqual(Object.keys(peer), ['podSelector'], 'only pods of this namespace (no namespaceSelector, no ipBlock)');
         }
+      }
+    });
+
+    test('monitoring, if included: a labelled ServiceMonitor on the admin Service and PrometheusRule, Prometheus let in', () => {
+      const monitors = objects.filter((o) => o.kind === 'ServiceMonitor');
+      if (overlay === 'prod') assert.equal(monitors.length, 1, 'prod includes components/monitoring');
+      for (const sm of monitors) {
+        const rule = one('PrometheusRule');
+        // The Prometheus Operator selects both by label (serviceMonitorSelector, ruleSelector).
+        assert.equal(sm.metadata.labels?.release, 'kube-prometheus-stack');
+        assert.equal(rule.metadata.labels?.release, 'kube-prometheus-stack');
+        const admin = one('Service', (o) => matches(sm.spec.selector.matchLabels, o.metadata.labels));
+        assert.equal(admin.metadata.name, 'identity-admin', 'selects the admin Service only');
+        assert.deepEqual(
+          sm.spec.endpoints.map((e: { port: string; path: string }) => [e.port, e.path]),
+          [['admin', '/metrics']],
+        );
+        assert.ok(admin.spec.ports.some((p: { name: string }) => p.name === 'admin'));
+        const np = one('NetworkPolicy', (o) => o.metadata.name === 'identity-allow-prometheus');
+        assert.deepEqual(np.spec.ingress, [
+          { from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], ports: [{ port: 'admin', protocol: 'TCP' }] },
+        ]);
       }
     });
 
@@ -215,3 +242,38 @@ for (const overlay of OVERLAYS) {
     });
   });
 }
+
+test('an image set in an overlay changes the Deployment and the migration Job', () => {
+  // A scratch overlay on top of prod, as an operator writes one.
+  const dir = mkdtempSync(join(tmpdir(), 'identity-overlay-'));
+  try {
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      [
+        'apiVersion: kustomize.config.k8s.io/v1beta1',
+        'kind: Kustomization',
+        'resources:',
+        `  - ${relative(dir, `${K8S}overlays/prod`)}`,
+        'images:',
+        '  - name: ghcr.io/example/identity-service',
+        '    newName: registry.example.net/identity',
+        '    newTag: 1.2.3',
+        '',
+      ].join('\n'),
+    );
+    const yaml = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
+    writeFileSync(join(dir, 'out.yaml'), yaml);
+    const objects = toObjects(join(dir, 'out.yaml'));
+    const images = (kind: string) =>
+      objects.filter((o) => o.kind === kind).flatMap((o) => o.spec.template.spec.containers.map((c: { image: string }) => c.image));
+    assert.deepEqual(images('Deployment'), ['registry.example.net/identity:1.2.3']);
+    assert.deepEqual(images('Job'), ['registry.example.net/identity:1.2.3']);
+    assert.doesNotMatch(yaml, /ghcr\.io\/example/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // The dev overlay's own tag is not silently ignored either.
+  for (const o of render('dev').filter((o) => o.kind === 'Deployment' || o.kind === 'Job')) {
+    assert.equal(o.spec.template.spec.containers[0].image, 'ghcr.io/example/identity-service:dev');
+  }
+});

@@ -8,10 +8,36 @@ import { after, before, describe, test } from 'node:test';
 import { refuseImportedHash, schemeOf } from '../src/accounts/hash-schemes/index.ts';
 import { PasswordHasher } from '../src/accounts/passwords.ts';
 import { call, gatewayAndAdmin, gatewayFor } from './support/admin.ts';
-import { argon2Cli, htpasswdBcrypt, mkpasswdBcrypt, pythonArgon2, pythonBcrypt } from './support/hash-fixtures.ts';
+import { firebaseHash } from '../src/accounts/hash-schemes/scrypt.ts';
+import {
+  argon2Cli,
+  aspNetV3,
+  djangoPbkdf2,
+  FIREBASE_VECTOR,
+  htpasswdBcrypt,
+  mkpasswdBcrypt,
+  mkpasswdShaCrypt,
+  opensslShaCrypt,
+  passlib,
+  pythonArgon2,
+  pythonBcrypt,
+  slappasswd,
+} from './support/hash-fixtures.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const hasher = new PasswordHasher({ memoryCost: 19_456, timeCost: 2, parallelism: 1 });
+
+/** Verifies `hash` while a 5 ms timer runs: on the event loop (bcryptjs, an inline SHA-crypt loop) it would not tick. */
+async function verifiesOffTheLoop(hash: string, password: string): Promise<void> {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 5);
+  const started = performance.now();
+  const ok = await hasher.verify(hash, password);
+  const ms = performance.now() - started;
+  clearInterval(timer);
+  assert.equal(ok, true);
+  assert.ok(ticks >= Math.min(10, ms / 5 / 4), `${ticks} timer ticks in ${ms.toFixed(0)} ms`);
+}
 
 describe('verification of hashes made elsewhere', () => {
   const password = 'correct horse battery staple';
@@ -68,16 +94,78 @@ describe('verification of hashes made elsewhere', () => {
   });
 
   test('bcrypt runs off the event loop: timers keep firing during a cost-13 verification', async () => {
-    const hash = mkpasswdBcrypt(password, 13); // a few hundred ms of Blowfish
-    let ticks = 0;
-    const timer = setInterval(() => ticks++, 5);
-    const started = performance.now();
-    const ok = await hasher.verify(hash, password);
-    const ms = performance.now() - started;
-    clearInterval(timer);
-    assert.equal(ok, true);
-    // On the event loop (bcryptjs) this was 0 ticks; in the thread pool the loop keeps running.
-    assert.ok(ticks >= Math.min(10, ms / 5 / 4), `${ticks} timer ticks in ${ms.toFixed(0)} ms`);
+    await verifiesOffTheLoop(mkpasswdBcrypt(password, 13), password); // a few hundred ms of Blowfish
+  });
+});
+
+/** Hashes of `password` by other implementations, one per format this service imports (besides bcrypt and argon2 above). */
+function otherFormats(password: string): Record<string, string> {
+  return {
+    'sha-crypt $6$ (openssl passwd -6)': opensslShaCrypt(password, 6),
+    'sha-crypt $5$ (openssl passwd -5)': opensslShaCrypt(password, 5),
+    'sha-crypt $6$rounds= (mkpasswd)': mkpasswdShaCrypt(password, 6, 20_000),
+    'sha-crypt $5$rounds= (mkpasswd)': mkpasswdShaCrypt(password, 5, 12_000),
+    'sha-crypt $6$ (passlib, 656000 rounds)': passlib('sha512_crypt', password),
+    '{SSHA} (slappasswd)': slappasswd(password),
+    '{SSHA512} (passlib)': passlib('ldap_salted_sha512', password),
+    '{SSHA256} (passlib)': passlib('ldap_salted_sha256', password),
+    'pbkdf2-sha256 (passlib)': passlib('pbkdf2_sha256', password),
+    'pbkdf2-sha512 (passlib)': passlib('pbkdf2_sha512', password, { rounds: 210_000 }),
+    'scrypt (passlib)': passlib('scrypt', password, { rounds: 14 }),
+    'django pbkdf2_sha256 (hashlib)': djangoPbkdf2(password),
+    'django pbkdf2_sha256 (passlib)': passlib('django_pbkdf2_sha256', password),
+    'django argon2 (passlib)': passlib('django_argon2', password, { memory_cost: 8192, rounds: 2, parallelism: 2 }),
+    'asp.net core identity v3 sha256 (hashlib)': aspNetV3(password, 'sha256', 10_000),
+    'asp.net core identity v3 sha512 (hashlib)': aspNetV3(password, 'sha512', 100_000),
+  };
+}
+
+describe('verification of the other imported formats', () => {
+  const password = 'Grüße, 1 correct horse';
+  test('each format verifies the right password, refuses a wrong one and needs a rehash', async () => {
+    for (const [name, hash] of Object.entries(otherFormats(password))) {
+      assert.equal(refuseImportedHash(hash), null, name);
+      assert.ok(schemeOf(hash), name);
+      assert.equal(await hasher.verify(hash, password), true, name);
+      assert.equal(await hasher.verify(hash, `${password}.`), false, name);
+      assert.ok(hasher.needsRehash(hash), name);
+    }
+  });
+
+  test("Firebase's modified scrypt: the published test vector", async () => {
+    const c = FIREBASE_VECTOR.hashConfig;
+    const config = { signerKey: Buffer.from(c.base64_signer_key, 'base64'), saltSeparator: Buffer.from(c.base64_salt_separator, 'base64'), rounds: c.rounds, memCost: c.mem_cost };
+    const hash = firebaseHash(config, FIREBASE_VECTOR.salt, FIREBASE_VECTOR.passwordHash);
+    assert.equal(schemeOf(hash)?.name, 'firebase-scrypt');
+    assert.equal(refuseImportedHash(hash), null);
+    assert.equal(await hasher.verify(hash, FIREBASE_VECTOR.password), true);
+    assert.equal(await hasher.verify(hash, 'user2password'), false);
+    assert.equal(await hasher.verify(firebaseHash({ ...config, rounds: 7 }, FIREBASE_VECTOR.salt, FIREBASE_VECTOR.passwordHash), FIREBASE_VECTOR.password), false);
+  });
+
+  test('costs beyond the bounds are refused at import, with the reason', () => {
+    const c = FIREBASE_VECTOR.hashConfig;
+    const key = Buffer.from(c.base64_signer_key, 'base64');
+    const refused = {
+      shaCrypt: refuseImportedHash(opensslShaCrypt('x', 6).replace('$6$', '$6$rounds=5000000$')),
+      pbkdf2: refuseImportedHash(passlib('pbkdf2_sha256', 'x', { rounds: 1000 }).replace('$1000$', '$3000000$')),
+      django: refuseImportedHash('pbkdf2_sha256$9000000$salt$' + Buffer.alloc(32).toString('base64')),
+      scrypt: refuseImportedHash('$scrypt$ln=22,r=8,p=1$c2FsdA$' + Buffer.alloc(32).toString('base64').replace(/=+$/, '')),
+      firebase: refuseImportedHash(firebaseHash({ signerKey: key, saltSeparator: Buffer.from('Bw==', 'base64'), rounds: 8, memCost: 20 }, 'c2FsdA==', key.toString('base64'))),
+      ssha: refuseImportedHash('{SSHA}' + Buffer.alloc(21).toString('base64')),
+      unknown: refuseImportedHash('{MD5}X03MO1qnZdYdgyfeuILPmQ=='),
+    };
+    assert.match(refused.shaCrypt!, /rounds 5000000/);
+    assert.match(refused.pbkdf2!, /3000000 iterations/);
+    assert.match(refused.django!, /9000000 iterations/);
+    assert.match(refused.scrypt!, /scrypt memory/);
+    assert.match(refused.firebase!, /scrypt memory/);
+    assert.match(refused.ssha!, /salt of 1 bytes/);
+    assert.match(refused.unknown!, /not a hash of a supported scheme/);
+  });
+
+  test('SHA-crypt runs off the event loop: timers keep firing during a 656,000-round verification', async () => {
+    await verifiesOffTheLoop(passlib('sha512_crypt', password), password);
   });
 });
 
@@ -85,7 +173,12 @@ describe('imported hashes through the service', () => {
   let svc: TestService;
   let gw: Awaited<ReturnType<typeof gatewayFor>>;
   let token: string;
+  // Made before the service starts: minutes of fixture-making between two
+  // requests would let the server close the client's idle keep-alive socket.
+  const password = 'Grüße, 2 correct horse';
+  let formats: [string, string][];
   before(async () => {
+    formats = Object.entries(otherFormats(password));
     svc = await startTestService();
     ({ gw, token } = await gatewayAndAdmin(svc));
   });
@@ -128,6 +221,24 @@ describe('imported hashes through the service', () => {
     }
   });
 
+  test('every other format imports, logs in with the right password only, and is argon2id afterwards', async () => {
+    const emails = formats.map((_, i) => `format-${i}@example.com`);
+    const report = await importLines(svc, token, formats.map(([, hash], i) => ({ email: emails[i], password_hash: hash })));
+    assert.equal(report.created, formats.length, JSON.stringify(report.errors));
+    const byScheme = async () => (await call(svc.adminUrl, 'GET', '/admin/users/stats', { token })).body.legacy_hashes_by_scheme;
+    assert.deepEqual(await byScheme(), { 'sha-crypt': 5, 'ldap-ssha': 3, pbkdf2: 6, scrypt: 1, argon2: 1 });
+    for (const [i, [name, hash]] of formats.entries()) {
+      await assert.rejects(gw.login(emails[i]!, `${password}!`), (e: any) => e.error === 'invalid_grant', name);
+      assert.equal(await hashOf(svc, emails[i]!), hash, `${name}: a failed login changes nothing`);
+      assert.ok((await gw.login(emails[i]!, password)).access_token, name);
+      const upgraded = await hashOf(svc, emails[i]!);
+      assert.match(upgraded, /^\$argon2id\$v=19\$m=19456,p=1,t=2\$/, name);
+      assert.ok(await hasher.verify(upgraded, password), name);
+      assert.ok((await gw.login(emails[i]!, password)).access_token, `${name}, again`);
+    }
+    assert.deepEqual(await byScheme(), {}, 'every one upgraded');
+  });
+
   test('hashes whose cost is out of bounds are refused line by line, with the reason', async () => {
     const report = await importLines(svc, token, [
       { email: 'ok@example.com', password_hash: mkpasswdBcrypt('fine', 4) },
@@ -157,7 +268,7 @@ describe('imported hashes through the service', () => {
     try {
       const { gw: otherGw, token: otherToken } = await gatewayAndAdmin(other);
       const report = await importLines(other, otherToken, [{ email: 'moving@example.com', roles: ['viewer'], password_hash: exported }]);
-      assert.deepEqual(report, { created: 1, failed: 0, errors: [] });
+      assert.deepEqual(report, { created: 1, skipped: 0, failed: 0, errors: [] });
       assert.ok((await otherGw.login('moving@example.com', password)).access_token);
       assert.equal(await hashOf(other, 'moving@example.com'), exported, 'same parameters: no rehash needed');
       await assert.rejects(otherGw.login('moving@example.com', 'not the password'), (e: any) => e.error === 'invalid_grant');

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import * as oauth from 'openid-client';
-import { freshDatabase, startTestService, type TestService } from './support/service.ts';
+import { basic, freshDatabase, postForm, startTestService, type TestService } from './support/service.ts';
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let replicas: TestService[] = [];
@@ -64,4 +64,44 @@ test('a token revoked on one replica is dead on the others', async () => {
   await oauth.tokenRevocation(conf[1], rt!);
   assert.equal((await oauth.tokenIntrospection(conf[2], rt!)).active, false);
   await assert.rejects(oauth.refreshTokenGrant(conf[0], rt!), { error: 'invalid_grant' });
+});
+
+// Client rows are cached in each replica under a version kept in Redis
+// (src/tokens/client-adapter.ts): a change made through another replica must
+// be seen by the very next request, not when the cache entry ages out.
+test('a client change on one replica is seen at once by the others, whose cache holds the old row', async () => {
+  const [a, b, c] = replicas as [TestService, TestService, TestService];
+  const client = await a.client({ grantTypes: ['password', 'refresh_token', 'client_credentials'] });
+  const user = await a.user();
+  const auth = (secret: string) => ({ authorization: basic(client.id, secret) });
+  const cc = (r: TestService, secret: string) => postForm(`${r.publicUrl}/token`, { grant_type: 'client_credentials', scope: 'api:read' }, auth(secret));
+  const refresh = (r: TestService, secret: string, rt: string) =>
+    postForm(`${r.publicUrl}/token`, { grant_type: 'refresh_token', refresh_token: rt }, auth(secret));
+  const login = await postForm(`${b.publicUrl}/token`, { grant_type: 'password', username: user.email, password: user.password }, auth(client.secret));
+  assert.equal(login.status, 200);
+  // b and c have the row cached now.
+  assert.equal((await cc(b, client.secret)).status, 200);
+  assert.equal((await cc(c, client.secret)).status, 200);
+
+  // A new secret, through a: the old one fails on b and c at once.
+  const rotated = await a.services.clients.rotateSecret(client.id, { actor: 'test' });
+  assert.equal((await cc(b, client.secret)).status, 401);
+  assert.equal((await cc(c, client.secret)).status, 401);
+  assert.equal((await cc(b, rotated.client_secret)).status, 200);
+  const refreshed = await refresh(b, rotated.client_secret, login.body.refresh_token as string);
+  assert.equal(refreshed.status, 200);
+  assert.equal((await cc(c, rotated.client_secret)).status, 200);
+
+  // A new session epoch, through c: the login's refresh token is dead on b.
+  const revoked = await c.services.clients.rotateSecret(client.id, { actor: 'test' }, { revokeSessions: true });
+  const after = await refresh(b, revoked.client_secret, refreshed.body.refresh_token as string);
+  assert.equal(after.status, 400);
+  assert.equal(after.body.error, 'invalid_grant');
+  assert.equal((await cc(b, revoked.client_secret)).status, 200);
+
+  // Deleted, through a: b refuses the client at once.
+  await a.services.clients.delete(client.id, { actor: 'test' });
+  const gone = await cc(b, revoked.client_secret);
+  assert.equal(gone.status, 401);
+  assert.equal(gone.body.error, 'invalid_client');
 });

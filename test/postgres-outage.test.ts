@@ -93,6 +93,12 @@ test('Postgres down → every route of both ports answers 503 with Retry-After o
     requestPasswordReset: ['public', 'POST', '/password/forgot', json({ email: user.email })],
     completePasswordReset: ['public', 'POST', '/password/reset', json({ token: 'a-token-that-needs-a-lookup', password })],
     changePassword: ['public', 'POST', '/account/password', { ...json({ current_password: user.password, new_password: password }), token: userBearer }],
+    mfaStatus: ['public', 'GET', '/account/mfa', { token: userBearer }],
+    startTotpEnrollment: ['public', 'POST', '/account/mfa/totp', { token: userBearer }],
+    confirmTotpEnrollment: ['public', 'POST', '/account/mfa/totp/confirm', { ...json({ code: '123456' }), token: userBearer }],
+    disableMfa: ['public', 'POST', '/account/mfa/disable', { ...json({ password: user.password, code: '123456' }), token: userBearer }],
+    resetUserMfa: ['admin', 'POST', `/admin/users/${id}/mfa/reset`, {}],
+    setUserMfaRequired: ['admin', 'PUT', `/admin/users/${id}/mfa-required`, json({ required: true })],
   };
   const declared = (({ admin, selfService }) => [...admin, ...selfService].map((r) => r.operationId))(
     apiRoutes(svc.services),

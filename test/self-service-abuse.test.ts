@@ -199,7 +199,11 @@ test('/password/forgot takes the same time for an address with and without an ac
     const [me, mu] = [median(existing), median(unknown)];
     t.diagnostic(`P(existing slower) = ${p.toFixed(3)}; medians ${me.toFixed(2)} / ${mu.toFixed(2)} ms`);
     assert.ok(p >= 0.4 && p <= 0.6, `P(existing slower than unknown) = ${p.toFixed(3)}; medians ${me.toFixed(2)} vs ${mu.toFixed(2)} ms`);
-    assert.ok(Math.abs(me - mu) <= 1, `medians ${me.toFixed(2)} vs ${mu.toFixed(2)} ms`);
+    // The size of a difference: the median of the paired differences (each
+    // pair ran back to back, so a load swing on a shared machine moves both
+    // sides; the medians of the two sides alone drift apart under load).
+    const paired = median(existing.map((e, i) => e - unknown[i]!));
+    assert.ok(Math.abs(paired) <= 1, `median paired difference ${paired.toFixed(2)} ms (medians ${me.toFixed(2)} vs ${mu.toFixed(2)} ms)`);
 
     // Nor does the request that follows: the account's work after the answer (a token, a mail) must not
     // land on the same client's next request, where it would tell the previous address apart.

@@ -3,7 +3,7 @@
 // nothing) keep answering.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startTestService, type TestService } from './support/service.ts';
+import { basic, startTestService, type TestService } from './support/service.ts';
 import { passwordLogin, recordEvents, refresh, trustedGateway, type TestClient } from './support/security.ts';
 
 let svc: TestService;
@@ -59,6 +59,18 @@ test('logins beyond the bound are shed with 503; JWKS and refresh keep flowing',
   assert.ok(events.get('login.shed')?.length);
 });
 
+type FloodAnswer = { status: number; body: Record<string, unknown>; retryAfter: string | null };
+
+/** A flood far beyond hashing capacity: many answers, each the refusal (400) or the shed answer (503). */
+function assertFloodAnswers(answers: FloodAnswer[]): void {
+  assert.ok(answers.length > 100, `${answers.length} answers`);
+  assert.deepEqual([...new Set(answers.map((a) => a.status))].sort(), [400, 503]);
+  for (const a of answers.filter((x) => x.status === 503)) {
+    assert.deepEqual(a.body, { error: 'temporarily_unavailable', error_description: 'too many logins in progress, try again shortly' });
+    assert.equal(a.retryAfter, '1');
+  }
+}
+
 test('a flood of unknown-user logins far beyond hashing capacity: every answer is 400 or 503, shed at the door, nothing is 500', async () => {
   // One slow hash at a time (≈ 7/s here) against 16 connections sending as
   // fast as they are answered: well over 10× capacity. Speed is measured by
@@ -69,7 +81,7 @@ test('a flood of unknown-user logins far beyond hashing capacity: every answer i
     const gateway = await trustedGateway(flood);
     const u = await flood.user();
     let rt = (await passwordLogin(flood, gateway, u.email, u.password)).body.refresh_token as string;
-    const answers: { status: number; body: Record<string, unknown>; retryAfter: string | null }[] = [];
+    const answers: FloodAnswer[] = [];
     const deadline = Date.now() + 4000;
     const load = Array.from({ length: 16 }, async (_, w) => {
       for (let i = 0; Date.now() < deadline; i++) {
@@ -86,17 +98,97 @@ test('a flood of unknown-user logins far beyond hashing capacity: every answer i
     }
     await Promise.all(load);
 
-    assert.ok(answers.length > 100, `${answers.length} answers`);
-    assert.deepEqual([...new Set(answers.map((a) => a.status))].sort(), [400, 503]);
-    for (const a of answers.filter((x) => x.status === 503)) {
-      assert.deepEqual(a.body, { error: 'temporarily_unavailable', error_description: 'too many logins in progress, try again shortly' });
-      assert.equal(a.retryAfter, '1');
-    }
+    assertFloodAnswers(answers);
     assert.deepEqual([...new Set(cheap)], [200], 'JWKS and refresh keep answering');
     // Most are shed before client authentication or any store round trip.
     assert.ok(events.get('login.shed')?.some((e) => (e as { clientId: unknown }).clientId === null));
     assert.deepEqual(flood.logs.lines.filter((l) => l.includes('"level":50')), []);
+    // Shed answers are counted and sampled, not logged one line each.
+    const shed = answers.filter((a) => a.status === 503).length;
+    assert.ok(shed > 50, `${shed} shed`);
+    assert.ok(flood.logs.lines.filter((l) => l.includes('"statusCode":503')).length < shed / 10, 'no request log line per shed login');
   } finally {
     await flood.stop();
+  }
+});
+
+test('a flood of first calls at /authorize-challenge (they check a password too): every answer is 400 or 503, shed at the door', async () => {
+  const flood = await startTestService({ MAX_CONCURRENT_HASHES: '1', ARGON2_MEMORY_KIB: '65536', ARGON2_TIME_COST: '3' });
+  try {
+    const events = recordEvents(flood);
+    const app = await flood.client({ grantTypes: ['refresh_token'], scopes: ['api:read'], firstParty: true });
+    const answers: FloodAnswer[] = [];
+    const deadline = Date.now() + 3000;
+    const load = Array.from({ length: 16 }, async (_, w) => {
+      for (let i = 0; Date.now() < deadline; i++) {
+        const form = { response_type: 'code', username: `nobody-${w}-${i}@example.com`, password: 'pw', code_challenge: 'A'.repeat(43), code_challenge_method: 'S256' };
+        const r = await fetch(`${flood.config.issuer}/authorize-challenge`, {
+          method: 'POST',
+          headers: { authorization: basic(app.id, app.secret), 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams(form),
+        });
+        answers.push({ status: r.status, body: (await r.json()) as Record<string, unknown>, retryAfter: r.headers.get('retry-after') });
+      }
+    });
+    await Promise.all(load);
+    assertFloodAnswers(answers);
+    // Shed before client authentication (no client known yet) and without a request log line each.
+    assert.ok(events.get('login.shed')?.some((e) => (e as { clientId: unknown }).clientId === null));
+    const shed = answers.filter((a) => a.status === 503).length;
+    assert.ok(shed > 50, `${shed} shed`);
+    assert.ok(flood.logs.lines.filter((l) => l.includes('"statusCode":503')).length < shed / 10, 'no request log line per shed call');
+  } finally {
+    await flood.stop();
+  }
+});
+
+// While the gate is full, password grants are answered at the shed door
+// (src/http/shed-door.ts), everything else goes on: the shed answer keeps the
+// service's headers, a bad body is still the input check's 400, refreshes
+// are still answered.
+test('shed at the door: the 503 with its headers; bad bodies get 400 and refreshes go on', async () => {
+  const gateway = await trustedGateway(svc);
+  const u = await svc.user();
+  let rt = (await passwordLogin(svc, gateway, u.email, u.password)).body.refresh_token as string;
+  let stop = false;
+  // Slow logins of unknown users (each hashes, none is throttled) keep both hash slots busy.
+  const busy = Array.from({ length: 6 }, async (_, w) => {
+    for (let i = 0; !stop; i++) await passwordLogin(svc, gateway, `nobody-${w}-${i}@example.com`, 'pw', { 'x-end-user-ip': `10.50.${w}.${i % 250}` });
+  });
+  try {
+    let shed: Awaited<ReturnType<typeof passwordLogin>> | undefined;
+    for (let i = 0; i < 200 && !shed; i++) {
+      const r = await passwordLogin(svc, gateway, u.email, u.password, { 'x-end-user-ip': `10.51.0.${i % 250}`, 'x-request-id': 'probe-1' });
+      if (r.status === 503) shed = r;
+    }
+    assert.ok(shed, 'a login was shed');
+    assert.deepEqual(shed.body, { error: 'temporarily_unavailable', error_description: 'too many logins in progress, try again shortly' });
+    assert.equal(shed.headers.get('retry-after'), '1');
+    assert.equal(shed.headers.get('cache-control'), 'no-store');
+    assert.equal(shed.headers.get('pragma'), 'no-cache');
+    assert.equal(shed.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(shed.headers.get('x-request-id'), 'probe-1');
+    assert.match(shed.headers.get('content-type') ?? '', /^application\/json/);
+
+    // A duplicated parameter is the input check's 400, gate full or not.
+    const body = `grant_type=password&username=${encodeURIComponent(u.email)}&password=x&password=y`;
+    for (let i = 0; i < 20; i++) {
+      const dup = await fetch(`${svc.config.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(gateway.id, gateway.secret) },
+        body,
+      });
+      assert.equal(dup.status, 400);
+      assert.equal(((await dup.json()) as { error: string }).error, 'invalid_request');
+    }
+    // Refreshes arriving meanwhile are answered by oidc-provider with their body.
+    for (let i = 0; i < 10; i++) {
+      const next = await refresh(svc, gateway, rt);
+      assert.equal(next.status, 200, next.text);
+      rt = next.body.refresh_token as string;
+    }
+  } finally {
+    stop = true;
+    await Promise.all(busy);
   }
 });

@@ -87,7 +87,7 @@ test('bad client credentials → 401 invalid_client with WWW-Authenticate', asyn
   await expectError(await postForm(tokenUrl, login(), { authorization: basic(gateway.id, row.secretHash) }), 401, 'invalid_client');
 
   await expectError(await postForm(tokenUrl, { ...login(), client_id: gateway.id, client_secret: 'nope' }), 401, 'invalid_client');
-  await expectError(await postForm(tokenUrl, login()), 400, 'invalid_request'); // no client authentication at all
+  await expectError(await postForm(tokenUrl, login()), 401, 'invalid_client'); // no client authentication at all (RFC 6749 §5.2)
 });
 
 test('client secrets are stored only as a digest', async () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHmac, createPublicKey, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
-import { requireAuth } from '../src/verify/index.js';
+import { requireAuth } from '@identity-service/verify';
 import { startTestService, type TestService } from './support/service.ts';
 import { activePrivateKey, call, passwordToken, startExample, type Example } from './support/verify.ts';
 

@@ -11,14 +11,15 @@
 // afterwards is clean-up: its failure is logged, never the answer.
 import { z } from 'zod';
 import { ServiceError } from '../errors.ts';
-import type { Prisma } from '../generated/prisma/client.ts';
+import { Prisma } from '../generated/prisma/client.ts';
 import type { Logger } from '../observability/log.ts';
 import type { AuditInput, AuditLog, AuditMeta } from '../security/audit.ts';
 import type { Db, Tx } from '../store/postgres.ts';
+import { TRICKLE_ENDED } from './legacy-idp.ts';
 import type { PasswordLogin } from './login.ts';
 import type { PasswordHasher } from './passwords.ts';
 import { checkPassword, type PasswordPolicy } from './policy.ts';
-import { createUser, legacyHashCount, normalizeEmail, userView, type NewUser, type UserStatus, type UserView } from './users.ts';
+import { createUser, legacyHashCount, normalizeEmail, userView, type UserStatus, type UserView } from './users.ts';
 
 /**
  * Removes what the token store still holds for an account whose grants are
@@ -41,6 +42,36 @@ export type AccountsDeps = {
   /** The login guard: the current password before a change is checked through it. */
   login: PasswordLogin;
 };
+
+/** One validated user of an import (see ./import.ts). */
+export type ImportedUser = {
+  email: string;
+  roles: string[];
+  status: UserStatus;
+  emailVerified: boolean;
+  passwordHash: string | null;
+  /** For its audit row: where it was in the file, whether its hash is a legacy one. */
+  details: Record<string, unknown>;
+};
+
+export type UserStats = {
+  total: number;
+  by_status: Record<string, number>;
+  legacy_hashes: number;
+  legacy_hashes_by_scheme: Record<string, number>;
+  by_source: Record<string, { migrated: number; pending: number }>;
+};
+
+// The scheme of a stored legacy hash, in SQL, by the prefixes of ./hash-schemes
+// (ASP.NET Core's bare base64 blobs have none, so they fall under pbkdf2).
+const LEGACY_SCHEME_SQL = Prisma.sql`CASE
+  WHEN password_hash LIKE '$2%' THEN 'bcrypt'
+  WHEN password_hash LIKE '$argon2%' OR password_hash LIKE 'argon2$%' THEN 'argon2'
+  WHEN password_hash LIKE '$scrypt$%' THEN 'scrypt'
+  WHEN password_hash LIKE '$firebase-scrypt$%' THEN 'firebase-scrypt'
+  WHEN password_hash LIKE '$5$%' OR password_hash LIKE '$6$%' THEN 'sha-crypt'
+  WHEN password_hash LIKE '{%' THEN 'ldap-ssha'
+  ELSE 'pbkdf2' END`;
 
 export type UserFilter = { status?: UserStatus; role?: string; email?: string; limit: number; offset: number };
 
@@ -215,13 +246,40 @@ export class Accounts {
   }
 
   /** Counts by status, and the users still on a legacy hash (upgraded at their next login). */
-  async stats(): Promise<{ total: number; by_status: Record<string, number>; legacy_hashes: number }> {
-    const groups = await this.#deps.db.user.groupBy({ by: ['status'], _count: { _all: true } });
+  async stats(): Promise<UserStats> {
+    const db = this.#deps.db;
+    const groups = await db.user.groupBy({ by: ['status'], _count: { _all: true } });
+    // Migrated: an argon2id hash written here. Pending: a legacy hash not yet
+    // upgraded by a login, or no hash (waiting for the legacy provider or a reset).
+    const sources = await db.$queryRaw<{ source: string; migrated: boolean; n: number }[]>`
+      SELECT import_source AS source, coalesce(password_hash LIKE '$argon2id$%', false) AS migrated, count(*)::int AS n
+      FROM users WHERE import_source IS NOT NULL GROUP BY 1, 2`;
+    const schemes = await db.$queryRaw<{ scheme: string; n: number }[]>`
+      SELECT ${LEGACY_SCHEME_SQL} AS scheme, count(*)::int AS n
+      FROM users WHERE password_hash IS NOT NULL AND password_hash NOT LIKE '$argon2id$%' GROUP BY 1`;
+    const bySource: UserStats['by_source'] = {};
+    for (const { source, migrated, n } of sources) {
+      const entry = (bySource[source] ??= { migrated: 0, pending: 0 });
+      entry[migrated ? 'migrated' : 'pending'] += n;
+    }
     return {
       total: groups.reduce((n, g) => n + g._count._all, 0),
       by_status: Object.fromEntries(groups.map((g) => [g.status, g._count._all])),
-      legacy_hashes: await legacyHashCount(this.#deps.db),
+      legacy_hashes: await legacyHashCount(db),
+      legacy_hashes_by_scheme: Object.fromEntries(schemes.map((r) => [r.scheme, r.n])),
+      by_source: bySource,
     };
+  }
+
+  /** Ends the trickle migration for every replica (durable); the users still pending, by source. */
+  async endTrickle(meta: AuditMeta): Promise<{ ended: true; pending: Record<string, number> }> {
+    await this.#deps.db.serviceSetting.upsert({
+      where: { key: TRICKLE_ENDED },
+      create: { key: TRICKLE_ENDED, value: { by: meta.actor ?? null } },
+      update: {},
+    });
+    const { by_source } = await this.stats();
+    return { ended: true, pending: Object.fromEntries(Object.entries(by_source).map(([s, c]) => [s, c.pending])) };
   }
 
   /** Is there any admin yet? (bootstrap) */
@@ -229,12 +287,46 @@ export class Accounts {
     return !!(await this.#deps.db.user.findFirst({ where: { roles: { has: 'admin' } }, select: { id: true } }));
   }
 
-  /** One imported user (already hashed, or none): audited as user.imported. */
-  async importOne(input: NewUser & { passwordHash: string | null }, meta: AuditMeta, details: Record<string, unknown>): Promise<UserView> {
-    const user = await createUser(this.#deps.db, this.#deps.hasher, { ...input, roles: this.checkRoles(input.roles ?? []) });
-    await this.#deps.audit.record({ ...meta, type: 'user.imported', subject: user.id, details });
-    return user;
+  /** The configured roles (importers keep only these). */
+  get roles(): readonly string[] {
+    return this.#deps.roles;
   }
+
+  /**
+   * Imported users, already validated (normalized email, configured roles,
+   * an accepted hash or none), in one transaction with one `user.imported`
+   * audit row each. An address that already exists is skipped, never
+   * overwritten: a re-run changes nothing, and a hash a login has upgraded
+   * stays. Resolves to how many were created.
+   */
+  async importBatch(records: readonly ImportedUser[], source: string, meta: AuditMeta): Promise<number> {
+    if (!records.length) return 0;
+    // One statement per batch (Prisma's createMany spent most of an import
+    // building parameters): the users, and an audit row for each one
+    // actually created, commit together. The audit columns are those of
+    // AuditLog.recordIn.
+    const column = <K extends keyof ImportedUser>(key: K) => records.map((r) => r[key]);
+    const [{ created }] = await this.#deps.db.$queryRaw<[{ created: number }]>`
+      WITH input AS (
+        SELECT * FROM unnest(${column('email')}::text[], ${column('passwordHash')}::text[], ${records.map((r) => JSON.stringify(r.roles))}::text[],
+                             ${column('status')}::text[], ${column('emailVerified')}::boolean[], ${records.map((r) => JSON.stringify({ source, ...r.details }))}::text[])
+          AS t(email, password_hash, roles, status, email_verified, details)
+      ), created AS (
+        INSERT INTO users (id, email, password_hash, roles, status, email_verified, import_source, updated_at)
+        SELECT gen_random_uuid(), email, password_hash, ARRAY(SELECT jsonb_array_elements_text(roles::jsonb)), status::"UserStatus", email_verified, ${source}, now()
+        FROM input
+        ON CONFLICT (email) DO NOTHING
+        RETURNING id, email
+      ), audited AS (
+        INSERT INTO audit_events (type, outcome, actor, subject, client_id, ip, request_id, details)
+        SELECT 'user.imported', 'success', ${meta.actor ?? null}, created.id::text, ${meta.clientId ?? null}, ${meta.ip ?? null}, ${meta.requestId ?? null}, input.details::jsonb
+        FROM created JOIN input USING (email)
+        RETURNING 1
+      )
+      SELECT count(*)::int AS created FROM audited`;
+    return created;
+  }
+
 
   /** The user by email, for password resets (null when unknown). */
   findByEmail(email: string) {

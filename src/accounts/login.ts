@@ -6,8 +6,10 @@
 //      before any other work;
 //   2. the throttle's reservation (src/security/throttle.ts): per source,
 //      per username+source, per username from strangers; 429 or "throttled";
-//   3. the credential check, or for a throttled attempt one dummy hash, so
-//      that it answers exactly like a wrong password, at the same cost;
+//   3. the credential check (for an unknown user during a trickle migration,
+//      the legacy provider's, see ./legacy-idp.ts), or for a throttled
+//      attempt one dummy hash, so that it answers exactly like a wrong
+//      password, at the same cost;
 //   4. settling the reservation, one security event and one audit row.
 //
 // Usernames never reach a log line, and the audit row of a failure keeps
@@ -22,8 +24,9 @@ import { Overloaded, type HashGate } from '../security/hash-gate.ts';
 import type { LoginThrottle } from '../security/throttle.ts';
 import { ServiceError, StoreUnavailable } from '../errors.ts';
 import type { Db } from '../store/postgres.ts';
+import { fromLegacyIdp, type LegacyIdp } from './legacy-idp.ts';
 import type { PasswordHasher } from './passwords.ts';
-import { checkCredentials, normalizeEmail, type Account, type CredentialCheck } from './users.ts';
+import { checkCredentials, findLoginUser, normalizeEmail, type Account, type CredentialCheck, type UncheckableUser } from './users.ts';
 
 /** Where an attempt comes from: the client, the end user's IP, the request id for the audit row. */
 export type LoginSource = { clientId: string | null; ip: string; requestId: string | null };
@@ -52,10 +55,13 @@ export type PasswordLoginDeps = {
   ipv6PrefixBits: number;
   /** HMAC key for attempted usernames in the audit table. */
   auditKey: Buffer;
+  /** Trickle migration from a legacy identity provider, when configured; `roles` are the configured roles. */
+  legacy?: { idp: LegacyIdp; roles: readonly string[] };
 };
 
 /** What the check behind the guard found: the account it proved, or nothing. */
-type Checked<T> = { accountId: string; value: T } | null;
+// `recorded`: the audit row of a success, still being written.
+export type Checked<T> = { accountId: string; value: T; recorded?: Promise<void> } | null;
 
 export class PasswordLogin {
   readonly #deps: PasswordLoginDeps;
@@ -71,27 +77,50 @@ export class PasswordLogin {
    * source) or temporarily_unavailable (503: hash gate full, or a store down).
    */
   attempt(source: LoginSource, username: string, password: string): Promise<Account | null> {
-    return this.#guarded('token', source, usernameKey(username), password, async () => {
-      const result = await checkCredentials(this.#deps.db, this.#deps.hasher, username, password);
-      await this.#auditLogin(source, username, result);
-      return result.account ? { accountId: result.account.accountId, value: result.account } : null;
-    });
+    // The user row is read while the throttle reserves (both before the
+    // hash); the success's audit row is written while the reservation
+    // settles. Both are awaited before the answer. Trickle migration
+    // (./legacy-idp.ts) decides for a user this service cannot check.
+    return this.#guarded(
+      'token',
+      source,
+      usernameKey(username),
+      () => this.#deps.hasher.verify(null, password),
+      async (found) => {
+        const { db, hasher, legacy } = this.#deps;
+        const elsewhere = legacy && ((user: UncheckableUser) => fromLegacyIdp({ db, hasher, ...legacy }, user, username, password));
+        const result = await checkCredentials(db, hasher, username, password, found, elsewhere);
+        if (!result.account) {
+          await this.#auditLogin(source, username, result);
+          return null;
+        }
+        return { accountId: result.account.accountId, value: result.account, recorded: this.#auditLogin(source, username, result) };
+      },
+      () => findLoginUser(this.#deps.db, username),
+    );
   }
 
   /**
    * Re-authentication of a signed-in account (its current password before a
    * change): true when right; false when wrong OR throttled, which the caller
    * must answer alike. Same limits, counters and errors as `attempt`.
+   * `action`: the audit type a wrong password is recorded under (the action it refused).
    */
-  async confirm(source: LoginSource, account: { id: string; email: string; passwordHash: string | null }, password: string): Promise<boolean> {
-    const checked = await this.#guarded('password_change', source, usernameKey(account.email), password, async () => {
+  async confirm(
+    source: LoginSource,
+    account: { id: string; email: string; passwordHash: string | null },
+    password: string,
+    action: 'password.changed' | 'mfa.disabled' = 'password.changed',
+  ): Promise<boolean> {
+    const dummy = () => this.#deps.hasher.verify(null, password);
+    const checked = await this.#guarded('password_change', source, usernameKey(account.email), dummy, async () => {
       if (await this.#deps.hasher.verify(account.passwordHash, password)) return { accountId: account.id, value: true };
       await this.#deps.audit.record({
         actor: account.id,
         clientId: source.clientId,
         ip: source.ip,
         requestId: source.requestId,
-        type: 'password.changed',
+        type: action,
         outcome: 'failure',
         reason: 'bad_password',
         subject: account.id,
@@ -101,13 +130,36 @@ export class PasswordLogin {
     return checked === true;
   }
 
-  async #guarded<T>(via: LoginVia, source: LoginSource, user: string, password: string, check: () => Promise<Checked<T>>): Promise<T | null> {
-    const { throttle, gate, events, hasher } = this.#deps;
+  /**
+   * A second factor (src/accounts/mfa.ts) of the account with this email:
+   * the same counters as its password (a wrong code counts like a wrong
+   * password; throttled answers like wrong), the same errors.
+   */
+  secondFactor<T>(source: LoginSource, email: string, check: () => Promise<Checked<T>>): Promise<T | null> {
+    return this.#guarded('mfa', source, usernameKey(email), async () => undefined, check);
+  }
+
+  /**
+   * `dummy`: what a throttled attempt spends instead of the check (a
+   * password's hash, so it costs the same). `prepare`: a read started beside
+   * the throttle's reservation, handed to `check`.
+   */
+  async #guarded<T, P = undefined>(
+    via: LoginVia,
+    source: LoginSource,
+    user: string,
+    dummy: () => Promise<unknown>,
+    check: (prepared: Promise<P>) => Promise<Checked<T>>,
+    prepare?: () => Promise<P>,
+  ): Promise<T | null> {
+    const { throttle, gate, events } = this.#deps;
     const ev = { clientId: source.clientId, ip: source.ip, via };
     try {
       // The gate comes first and is synchronous: under a flood, a login is
       // shed before it costs a Redis or Postgres round trip.
       return await gate.run(async () => {
+        const prepared = prepare ? prepare() : Promise.resolve(undefined as P);
+        prepared.catch(() => undefined); // unused when the attempt is refused; else awaited by check
         const reservation = await throttle.reserve(user, ipKey(source.ip, this.#deps.ipv6PrefixBits));
         const { verdict } = reservation;
         if (verdict.kind === 'rate_limited') {
@@ -115,13 +167,13 @@ export class PasswordLogin {
           throw new ServiceError('rate_limited', 'too many failed logins from this address', { retryAfter: verdict.retryAfterSeconds });
         }
         if (verdict.kind === 'throttled') {
-          await hasher.verify(null, password); // the same cost as a real check
+          await dummy(); // the same cost as a real check
           events.emit('login.throttled', { ...ev, scope: verdict.scope, retryAfterSeconds: verdict.retryAfterSeconds });
           return null;
         }
         let checked: Checked<T>;
         try {
-          checked = await check();
+          checked = await check(prepared);
         } catch (err) {
           // Not a failed guess (Postgres down, a bug): the counters must not hold it against the user.
           await reservation.cancelled().catch(() => {});
@@ -132,7 +184,7 @@ export class PasswordLogin {
           events.emit('login.failed', ev);
           return null;
         }
-        await reservation.succeeded();
+        await Promise.all([reservation.succeeded(), checked.recorded]);
         events.emit('login.succeeded', { ...ev, accountId: checked.accountId });
         return checked.value;
       });

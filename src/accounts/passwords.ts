@@ -2,6 +2,7 @@
 // stored scheme (argon2 of ours, bcrypt or argon2 imported from older systems,
 // see ./hash-schemes) runs in native code on libuv's thread pool, so hashing
 // never blocks the event loop.
+import { trace } from '@opentelemetry/api';
 import argon2 from 'argon2';
 import { schemeOf } from './hash-schemes/index.ts';
 
@@ -20,14 +21,21 @@ export type Argon2Params = Readonly<{ memoryCost: number; timeCost: number; para
 /** Observes how long each hash or verification took (the metrics histogram). */
 export type HashTimer = (operation: 'hash' | 'verify', seconds: number) => void;
 
-async function timed<T>(timer: HashTimer | undefined, operation: 'hash' | 'verify', work: () => Promise<T>): Promise<T> {
-  if (!timer) return work();
-  const started = performance.now();
-  try {
-    return await work();
-  } finally {
-    timer(operation, (performance.now() - started) / 1000);
-  }
+// A span per hash or verification when tracing is on (src/observability/tracing.ts;
+// a no-op otherwise). Its only attribute is the operation: never the password
+// or the hash, nor whether an account exists (a dummy verification looks alike).
+const tracer = trace.getTracer('identity-service');
+
+function timed<T>(timer: HashTimer | undefined, operation: 'hash' | 'verify', work: () => Promise<T>): Promise<T> {
+  return tracer.startActiveSpan(`password ${operation}`, { attributes: { 'identity.password.operation': operation } }, async (span) => {
+    const started = performance.now();
+    try {
+      return await work();
+    } finally {
+      timer?.(operation, (performance.now() - started) / 1000);
+      span.end();
+    }
+  });
 }
 
 export class PasswordHasher {

@@ -94,9 +94,29 @@ export type CredentialCheck = { account: Account; email: string } | { account: n
  * a matching password; every other case costs the same one hash verification
  * and carries a reason for the audit log only (never for the client).
  */
-export async function checkCredentials(db: Db, hasher: PasswordHasher, username: string, password: string): Promise<CredentialCheck> {
+/** Row of a user this service cannot check itself: null (unknown), or imported without a hash. */
+export type UncheckableUser = { id: string; email: string; status: UserStatus; importSource: string | null } | null;
+
+/** The user a login names, or null. Started beside the login throttle's reservation (src/accounts/login.ts). */
+export async function findLoginUser(db: Db, username: string) {
   const email = normalizeEmail(username);
-  const user = email ? await db.user.findUnique({ where: { email } }) : null;
+  return email ? db.user.findUnique({ where: { email } }) : null;
+}
+
+export async function checkCredentials(
+  db: Db,
+  hasher: PasswordHasher,
+  username: string,
+  password: string,
+  found: ReturnType<typeof findLoginUser> = findLoginUser(db, username),
+  /** Trickle migration (./legacy-idp.ts): decides for an unknown user, or one imported without a hash; undefined = not configured. */
+  elsewhere?: (user: UncheckableUser) => Promise<CredentialCheck | undefined>,
+): Promise<CredentialCheck> {
+  const user = await found;
+  if (elsewhere && (!user || (!user.passwordHash && user.importSource !== null && user.status === 'active'))) {
+    const decided = await elsewhere(user);
+    if (decided) return decided;
+  }
   const ok = await hasher.verify(user?.passwordHash, password);
   if (!user) return { account: null, reason: 'unknown_user' };
   if (!user.passwordHash) return { account: null, reason: 'no_password', userId: user.id };

@@ -1,5 +1,5 @@
 // Bearer access-token checks for the admin API and the self-service password
-// change. The signature is verified with the shared verifier (src/verify:
+// change. The signature is verified with the shared verifier (packages/verify:
 // RFC 9068 `at+jwt`, RFC 6750 errors) against this replica's own published
 // keys, in process: no HTTP round trip to the public URL, no key cache, so a
 // key revoked here stops working at once. Then, on every request, Postgres
@@ -13,7 +13,7 @@ import type { JWTVerifyGetKey } from 'jose';
 import { ServiceError } from '../errors.ts';
 import type { Caller } from '../http/route.ts';
 import type { SessionTruth } from '../tokens/sessions.ts';
-import { requireAuth, type AuthInfo } from '../verify/index.js';
+import { requireAuth, type AuthInfo } from '@identity-service/verify';
 
 export type BearerOptions = {
   issuer: string;

@@ -12,6 +12,9 @@ const allowedResources = z
   .max(16)
   .meta({ description: 'resource indicators (RFC 8707) the client may request besides TOKEN_AUDIENCE: ADMIN_AUDIENCE for an admin console' });
 
+const dpopBound = z.boolean().meta({ description: 'RFC 9449 §5.2: token requests without a DPoP proof are refused' });
+const firstParty = z.boolean().meta({ description: 'a first-party client: may use the Authorization Challenge Endpoint (README "Second factor")' });
+
 const clientSchema = z
   .object({
     client_id: z.string(),
@@ -19,6 +22,8 @@ const clientSchema = z
     scope: z.string(),
     trusted_gateway: z.boolean(),
     allowed_resources: z.array(z.string()).meta({ description: 'resource indicators (RFC 8707) it may request besides TOKEN_AUDIENCE' }),
+    dpop_bound_access_tokens: z.boolean(),
+    first_party: firstParty,
     created_at: z.iso.datetime(),
   })
   .meta({ id: 'Client' });
@@ -33,6 +38,8 @@ const createBody = z
     scope: scope.default(''),
     trusted_gateway: z.boolean().default(false).meta({ description: 'may send the end user IP (X-End-User-IP)' }),
     allowed_resources: allowedResources.default([]),
+    dpop_bound_access_tokens: dpopBound.default(false),
+    first_party: firstParty.default(false),
   })
   .meta({ id: 'ClientCreate' });
 const updateBody = z
@@ -40,8 +47,18 @@ const updateBody = z
     grant_types: z.array(z.enum(GRANT_TYPES)).min(1).optional(),
     scope: scope.optional(),
     allowed_resources: allowedResources.optional(),
+    dpop_bound_access_tokens: dpopBound.optional(),
+    first_party: firstParty.optional(),
   })
-  .refine((b) => b.grant_types !== undefined || b.scope !== undefined || b.allowed_resources !== undefined, 'give grant_types, scope and/or allowed_resources')
+  .refine(
+    (b) =>
+      b.grant_types !== undefined ||
+      b.scope !== undefined ||
+      b.allowed_resources !== undefined ||
+      b.first_party !== undefined ||
+      b.dpop_bound_access_tokens !== undefined,
+    'give grant_types, scope, allowed_resources, first_party and/or dpop_bound_access_tokens',
+  )
   .meta({ id: 'ClientUpdate' });
 const rotateBody = z
   .strictObject({
@@ -84,7 +101,9 @@ export function clientRoutes(clients: Clients) {
             grantTypes: body.grant_types,
             scopes: scopes(body.scope),
             trustedGateway: body.trusted_gateway,
+            firstParty: body.first_party,
             resources: body.allowed_resources,
+            dpopBound: body.dpop_bound_access_tokens,
           },
           meta,
         ),
@@ -105,7 +124,7 @@ export function clientRoutes(clients: Clients) {
       method: 'patch',
       path: '/admin/clients/{id}',
       operationId: 'updateClient',
-      summary: 'Change grant types, scope and/or allowed resources',
+      summary: 'Change grant types, scope, allowed resources, the first-party flag and/or dpop_bound_access_tokens',
       tags,
       auth: 'admin',
       params: clientId,
@@ -113,7 +132,17 @@ export function clientRoutes(clients: Clients) {
       response: { status: 200, description: 'Updated', schema: clientSchema },
       errors: [404],
       handle: ({ params, body, meta }) =>
-        clients.update(params.id, { grantTypes: body.grant_types, scopes: scopes(body.scope), resources: body.allowed_resources }, meta),
+        clients.update(
+          params.id,
+          {
+            grantTypes: body.grant_types,
+            scopes: scopes(body.scope),
+            resources: body.allowed_resources,
+            firstParty: body.first_party,
+            dpopBound: body.dpop_bound_access_tokens,
+          },
+          meta,
+        ),
     }),
     route({
       method: 'delete',

@@ -2,7 +2,7 @@
 // approve, delete, revoke sessions, force a password reset, bulk import,
 // figures. Auditing happens in the accounts layer.
 import { z } from 'zod';
-import { importUsers } from '../accounts/import.ts';
+import { importUsers, MAX_IMPORT_LINES } from '../accounts/import.ts';
 import type { Accounts } from '../accounts/lifecycle.ts';
 import type { PasswordResets } from '../accounts/reset.ts';
 import { route } from '../http/route.ts';
@@ -48,8 +48,11 @@ const updateBody = z
 const importReport = z
   .object({
     created: z.number().int(),
+    skipped: z.number().int().meta({ description: 'Addresses that already exist: left as they are (a re-run changes nothing)' }),
     failed: z.number().int(),
-    errors: z.array(z.object({ line: z.number().int(), error: z.string(), field: z.string().optional(), message: z.string() })),
+    errors: z.array(
+      z.object({ line: z.number().int().optional(), record: z.number().int().optional(), error: z.string(), field: z.string().optional(), message: z.string() }),
+    ),
   })
   .meta({ id: 'ImportReport' });
 
@@ -88,25 +91,31 @@ export function userRoutes(accounts: Accounts, resets: PasswordResets) {
       method: 'post',
       path: '/admin/users/import',
       operationId: 'importUsers',
-      summary: 'Import users from NDJSON: {email, roles?, status?, password_hash? (bcrypt or argon2, or null)} a line; bad lines are reported, not fatal',
+      summary: 'Import users from NDJSON: {email, roles?, status?, email_verified?, password_hash? (see README "Bulk import" for the schemes), or null} a line; bad lines are reported, not fatal; existing addresses are skipped',
       tags,
       auth: 'admin',
       body: z.string(),
       bodyType: 'ndjson',
       response: { status: 200, description: 'Per-line report', schema: importReport },
-      handle: ({ body, meta }) => importUsers(accounts, body, meta),
+      handle: ({ body, meta }) => importUsers(accounts, body, meta, { maxRecords: MAX_IMPORT_LINES }),
     }),
     route({
       method: 'get',
       path: '/admin/users/stats',
       operationId: 'userStats',
-      summary: 'Counts by status and the number of legacy (not argon2id) hashes',
+      summary: 'Counts by status, legacy (not argon2id) hashes by scheme, imported users migrated/pending by source',
       tags,
       auth: 'admin',
       response: {
         status: 200,
         description: 'Figures',
-        schema: z.object({ total: z.number().int(), by_status: z.record(z.string(), z.number().int()), legacy_hashes: z.number().int() }),
+        schema: z.object({
+          total: z.number().int(),
+          by_status: z.record(z.string(), z.number().int()),
+          legacy_hashes: z.number().int(),
+          legacy_hashes_by_scheme: z.record(z.string(), z.number().int()),
+          by_source: z.record(z.string(), z.object({ migrated: z.number().int(), pending: z.number().int() })),
+        }),
       },
       handle: () => accounts.stats(),
     }),

@@ -23,13 +23,25 @@ const scopeToken = /^[\x21\x23-\x5B\x5D-\x7E]+$/; // RFC 6749 §3.3 scope-token
 /** What a client id may look like (so it is safe as a Redis key and in a log line). */
 export const CLIENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+// User ids are UUIDs, and a client_credentials token's `sub` is the client
+// id: a client id shaped like a UUID could equal a user's id, and a resource
+// server would take the client for that user (RFC 9068 §5). Refused.
+const UUID_SHAPED = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+
 export const clientInput = z.object({
-  id: z.string().regex(CLIENT_ID, 'letters, digits, ".", "_" or "-", at most 64, starting alphanumeric'),
+  id: z
+    .string()
+    .regex(CLIENT_ID, 'letters, digits, ".", "_" or "-", at most 64, starting alphanumeric')
+    .refine((id) => !UUID_SHAPED.test(id), 'must not look like a UUID (user ids are UUIDs, RFC 9068 §5)'),
   grantTypes: z.array(z.enum(GRANT_TYPES)).min(1),
   scopes: z.array(z.string().regex(scopeToken, 'not a valid scope token')).default([]),
   trustedGateway: z.boolean().default(false),
+  /** May use the Authorization Challenge Endpoint (draft-ietf-oauth-first-party-apps). */
+  firstParty: z.boolean().default(false),
   /** Resource indicators (RFC 8707) the client may request besides the default audience. */
   resources: z.array(z.string().max(2000)).max(16).default([]),
+  /** RFC 9449 §5.2 `dpop_bound_access_tokens`: token requests without a DPoP proof are refused. */
+  dpopBound: z.boolean().default(false),
 });
 export type ClientInput = z.input<typeof clientInput>;
 
@@ -62,10 +74,21 @@ export type ClientView = {
   scope: string;
   trusted_gateway: boolean;
   allowed_resources: string[];
+  dpop_bound_access_tokens: boolean;
+  first_party: boolean;
   created_at: string;
 };
 
-type ClientRow = { id: string; grantTypes: string[]; scope: string; trustedGateway: boolean; allowedResources: string[]; createdAt: Date };
+type ClientRow = {
+  id: string;
+  grantTypes: string[];
+  scope: string;
+  trustedGateway: boolean;
+  allowedResources: string[];
+  dpopBoundAccessTokens: boolean;
+  firstParty: boolean;
+  createdAt: Date;
+};
 
 const view = (row: ClientRow): ClientView => ({
   client_id: row.id,
@@ -73,6 +96,8 @@ const view = (row: ClientRow): ClientView => ({
   scope: row.scope,
   trusted_gateway: row.trustedGateway,
   allowed_resources: row.allowedResources,
+  dpop_bound_access_tokens: row.dpopBoundAccessTokens,
+  first_party: row.firstParty,
   created_at: row.createdAt.toISOString(),
 });
 
@@ -90,7 +115,7 @@ export async function createClient(
       field: String(issue.path[0] ?? ''),
     });
   }
-  const { id, grantTypes, scopes, trustedGateway, resources } = parsed.data;
+  const { id, grantTypes, scopes, trustedGateway, firstParty, resources, dpopBound } = parsed.data;
   checkScopes(scopes, knownScopes);
   checkResources(resources, knownResources);
   const secret = randomToken();
@@ -104,7 +129,9 @@ export async function createClient(
         grantTypes: [...new Set(grantTypes)],
         scope: scopes.join(' '),
         trustedGateway,
+        firstParty,
         allowedResources: [...new Set(resources)],
+        dpopBoundAccessTokens: dpopBound,
       },
     });
     return { ...view(row), client_secret: secret };
@@ -124,7 +151,11 @@ const missing = (id: string) => (err: { code?: string }) => {
  * Removes what the token store still holds for a client whose grants are
  * already dead by epoch (implemented in src/tokens; passed in).
  */
-export type ClientSessionCleanup = { purgeClient(clientId: string): Promise<number> };
+export type ClientSessionCleanup = {
+  purgeClient(clientId: string): Promise<number>;
+  /** Tells every replica's client cache that the row changed (a new version in Redis; src/tokens/client-adapter.ts). */
+  clientChanged?(clientId: string): Promise<void>;
+};
 
 export type ClientsDeps = {
   db: Db;
@@ -157,13 +188,13 @@ export class Clients {
   }
 
   async create(input: ClientInput, meta: AuditMeta): Promise<ClientView & { client_secret: string }> {
-    const created = await createClient(this.#db, input, this.#deps.knownScopes, this.#deps.knownResources);
-    const { grant_types, scope, trusted_gateway, allowed_resources } = created;
+    const created = await this.#changing(input.id, () => createClient(this.#db, input, this.#deps.knownScopes, this.#deps.knownResources));
+    const { grant_types, scope, trusted_gateway, allowed_resources, dpop_bound_access_tokens } = created;
     await this.#audit.record({
       ...meta,
       type: 'client.created',
       subject: created.client_id,
-      details: { grant_types, scope, trusted_gateway, allowed_resources },
+      details: { grant_types, scope, trusted_gateway, allowed_resources, dpop_bound_access_tokens },
     });
     return created;
   }
@@ -171,26 +202,34 @@ export class Clients {
   /** Changes grant types, scopes and/or allowed resources; takes effect at the client's next token request. */
   async update(
     id: string,
-    change: { grantTypes?: GrantType[]; scopes?: string[]; resources?: string[] },
+    change: { grantTypes?: GrantType[]; scopes?: string[]; resources?: string[]; firstParty?: boolean; dpopBound?: boolean },
     meta: AuditMeta,
   ): Promise<ClientView> {
     checkScopes(change.scopes ?? [], this.#deps.knownScopes);
     checkResources(change.resources ?? [], this.#deps.knownResources ?? []);
-    const row = await this.#db.client
+    const row = await this.#changing(id, () => this.#db.client
       .update({
         where: { id },
         data: {
           ...(change.grantTypes ? { grantTypes: [...new Set(change.grantTypes)] } : {}),
           ...(change.scopes ? { scope: [...new Set(change.scopes)].join(' ') } : {}),
           ...(change.resources ? { allowedResources: [...new Set(change.resources)] } : {}),
+          ...(change.dpopBound !== undefined ? { dpopBoundAccessTokens: change.dpopBound } : {}),
+          ...(change.firstParty !== undefined ? { firstParty: change.firstParty } : {}),
         },
       })
-      .catch(missing(id));
+      .catch(missing(id)));
     await this.#audit.record({
       ...meta,
       type: 'client.updated',
       subject: id,
-      details: { grant_types: row.grantTypes, scope: row.scope, allowed_resources: row.allowedResources },
+      details: {
+        grant_types: row.grantTypes,
+        scope: row.scope,
+        allowed_resources: row.allowedResources,
+        first_party: row.firstParty,
+        dpop_bound_access_tokens: row.dpopBoundAccessTokens,
+      },
     });
     return view(row);
   }
@@ -202,23 +241,40 @@ export class Clients {
   async rotateSecret(id: string, meta: AuditMeta, opts: { revokeSessions?: boolean } = {}): Promise<ClientView & { client_secret: string }> {
     const secret = randomToken();
     const revokeSessions = opts.revokeSessions === true;
-    const row = await this.#db.$atomic(async (tx) => {
+    const row = await this.#changing(id, () => this.#db.$atomic(async (tx) => {
       const updated = await tx.client
         .update({ where: { id }, data: { secretHash: sha256(secret), ...(revokeSessions ? { sessionEpoch: randomUUID() } : {}) } })
         .catch(missing(id));
       await this.#audit.recordIn(tx, { ...meta, type: 'client.secret_rotated', subject: id, details: { revoke_sessions: revokeSessions } });
       return updated;
-    });
+    }));
     if (revokeSessions) await this.#cleanUp(id);
     return { ...view(row), client_secret: secret };
   }
 
   async delete(id: string, meta: AuditMeta): Promise<void> {
-    await this.#db.$atomic(async (tx) => {
+    await this.#changing(id, () => this.#db.$atomic(async (tx) => {
       await tx.client.delete({ where: { id } }).catch(missing(id));
       await this.#audit.recordIn(tx, { ...meta, type: 'client.deleted', subject: id });
-    });
+    }));
     await this.#cleanUp(id);
+  }
+
+  // After a change commits, a new version for every replica's client cache
+  // (src/tokens/client-adapter.ts). A replica reads the version before the
+  // row, so a row read before the commit was cached under the version this
+  // retires. Like the clean-up below, a failure (Redis down) is only logged:
+  // the change stands in Postgres, replicas cannot serve token requests
+  // while Redis is down, and no cached row outlives CLIENT_CACHE_MAX_AGE_MS.
+  async #changing<T>(id: string, change: () => Promise<T>): Promise<T> {
+    const result = await change();
+    const sessions = this.#deps.sessions;
+    if (sessions?.clientChanged && CLIENT_ID.test(id)) {
+      await sessions.clientChanged(id).catch((err: unknown) => {
+        this.#deps.logger?.warn({ err: { message: (err as Error).message }, subject: id }, 'client cache version not updated; cached rows expire on their own');
+      });
+    }
+    return result;
   }
 
   // Committed already; see Accounts for why a failure is only logged.

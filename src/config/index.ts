@@ -45,7 +45,8 @@ const schema = z
     HOST: z.string().min(1).default('127.0.0.1'),
     PORT: z.coerce.number().int().min(0).max(65535).default(3000),
     ADMIN_PORT: z.coerce.number().int().min(0).max(65535).default(3001),
-    ISSUER: optionalUrl,
+    // Checked below, with one message that says what an issuer looks like.
+    ISSUER: z.string().trim().optional().transform((v) => (v ? v : undefined)),
     DATABASE_URL: optionalUrl,
     DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
     REDIS_URL: optionalUrl,
@@ -83,6 +84,11 @@ const schema = z
       .pipe(z.enum(['ES256', 'EdDSA', 'PS256'])),
     TOKEN_AUDIENCE: z.url().default('api://default'),
     ADMIN_AUDIENCE: optionalUrl,
+    // Clients (ids, space separated) that may introspect any client's tokens: resource servers, gateways.
+    INTROSPECTION_CLIENTS: z
+      .string()
+      .default('')
+      .transform((v) => [...new Set(v.split(/[\s,]+/).filter(Boolean))]),
     SCOPES: z
       .string()
       .default('api:read api:write')
@@ -108,6 +114,12 @@ const schema = z
       .transform((v) => [...new Set(v.split(/[\s,]+/).filter(Boolean))])
       .pipe(z.array(z.string().regex(/^[a-z][a-z0-9_:.-]{0,63}$/, 'lower-case role names')).min(1)),
     REGISTRATION_MODE: z.enum(['closed', 'open', 'approval']).default('closed'),
+    // Second factor (README "Second factor"): roles that must have one; the name authenticator apps show.
+    MFA_REQUIRED_ROLES: z
+      .string()
+      .default('')
+      .transform((v) => [...new Set(v.split(/[\s,]+/).filter(Boolean))]),
+    MFA_TOTP_ISSUER: z.string().trim().min(1).max(64).default('identity'),
     ADMIN_BOOTSTRAP_EMAIL: z.string().trim().optional().transform((v) => (v ? v : undefined)),
     ADMIN_BOOTSTRAP_PASSWORD_FILE: z.string().trim().optional().transform((v) => (v ? v : undefined)),
     SMTP_URL: optionalUrl,
@@ -116,12 +128,14 @@ const schema = z
     PASSWORD_RESET_TTL: seconds.min(60).max(86_400).default(1800),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     // Abuse resistance (see SECURITY.md).
+    // GET /verify?check_revocation=1 reuses a login's revocation answer this long.
+    FORWARD_AUTH_CACHE_SECONDS: z.coerce.number().int().min(0).max(300).default(5),
     TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
     CORS_ORIGINS: z
       .string()
       .default('')
       .transform((v) => [...new Set(v.split(/[\s,]+/).filter(Boolean))])
-      .pipe(z.array(z.url().refine((u) => new URL(u).origin === u, 'must be an origin: scheme://host[:port]'))),
+      .pipe(z.array(z.string().refine((u) => URL.canParse(u) && new URL(u).origin === u, 'must be a list of origins: scheme://host[:port]'))),
     LOGIN_FREE_FAILURES: z.coerce.number().int().min(1).max(100).default(5),
     LOGIN_BLOCK_BASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(1),
     LOGIN_BLOCK_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(900),
@@ -140,10 +154,40 @@ const schema = z
     MAX_CONCURRENT_HASHES: z.coerce.number().int().min(1).max(256).default(2),
     HASH_THREAD_NICE: z.coerce.number().int().min(0).max(19).default(10),
     REFRESH_REUSE_GRACE_SECONDS: z.coerce.number().int().min(0).max(60).default(0),
+    // Trickle migration from a legacy identity provider (README "Migrating in").
+    LEGACY_IDP_MODE: z.enum(['off', 'password_grant', 'hook']).default('off'),
+    LEGACY_IDP_TOKEN_URL: optionalUrl,
+    LEGACY_IDP_CLIENT_ID: z.string().optional(),
+    LEGACY_IDP_CLIENT_SECRET: z.string().optional(),
+    LEGACY_IDP_SCOPE: z.string().optional(),
+    LEGACY_IDP_HOOK_URL: optionalUrl,
+    LEGACY_IDP_HOOK_SECRET: z.string().min(16).optional(),
+    LEGACY_IDP_ROLES_CLAIM: z.string().default('roles'),
+    LEGACY_IDP_ROLE_MAP: z.string().default(''),
+    LEGACY_IDP_SOURCE: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/).default('legacy-idp'),
+    LEGACY_IDP_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(3000),
+    LEGACY_IDP_BREAKER_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),
+    LEGACY_IDP_BREAKER_OPEN_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
     HTTP_MAX_HEADER_BYTES: z.coerce.number().int().min(1024).max(65_536).default(8192),
     HTTP_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(56 * 1024).default(16_384),
   })
   .superRefine((env, ctx) => {
+    if (env.LEGACY_IDP_MODE === 'password_grant' && !(env.LEGACY_IDP_TOKEN_URL && env.LEGACY_IDP_CLIENT_ID && env.LEGACY_IDP_CLIENT_SECRET)) {
+      ctx.addIssue({ code: 'custom', path: ['LEGACY_IDP_TOKEN_URL'], message: 'LEGACY_IDP_MODE=password_grant needs LEGACY_IDP_TOKEN_URL, LEGACY_IDP_CLIENT_ID and LEGACY_IDP_CLIENT_SECRET' });
+    }
+    if (env.LEGACY_IDP_MODE === 'hook' && !(env.LEGACY_IDP_HOOK_URL && env.LEGACY_IDP_HOOK_SECRET)) {
+      ctx.addIssue({ code: 'custom', path: ['LEGACY_IDP_HOOK_URL'], message: 'LEGACY_IDP_MODE=hook needs LEGACY_IDP_HOOK_URL and LEGACY_IDP_HOOK_SECRET (16 characters or more)' });
+    }
+    // Caught here, before anything is opened: exit at once naming the variable.
+    if (env.PORT !== 0 && env.PORT === env.ADMIN_PORT) {
+      ctx.addIssue({ code: 'custom', path: ['ADMIN_PORT'], message: `must differ from PORT (both ${env.PORT})` });
+    }
+    if (env.ISSUER && !(URL.canParse(env.ISSUER) && /^https?:\/\/[^/]/.test(env.ISSUER))) {
+      ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'must be an http:// or https:// URL, e.g. https://id.example.com' });
+    }
+    if (!/^(\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$/.test(env.HOST)) {
+      ctx.addIssue({ code: 'custom', path: ['HOST'], message: 'must be an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0' });
+    }
     if (env.REFRESH_TOKEN_IDLE_TTL > env.REFRESH_TOKEN_ABSOLUTE_TTL) {
       ctx.addIssue({
         code: 'custom',
@@ -239,6 +283,8 @@ function toConfig(e: Env) {
     /** `aud` of admin API tokens: only clients allowed this resource get them (RFC 8707 `resource`). */
     adminAudience: e.ADMIN_AUDIENCE ?? `${issuer}/admin`,
     scopes: Object.freeze(e.SCOPES) as readonly string[],
+    /** Clients that may introspect tokens issued to other clients. */
+    introspectionClients: Object.freeze(e.INTROSPECTION_CLIENTS) as readonly string[],
     accessTokenTtl: e.ACCESS_TOKEN_TTL,
     refreshTokenIdleTtl: e.REFRESH_TOKEN_IDLE_TTL,
     refreshTokenAbsoluteTtl: e.REFRESH_TOKEN_ABSOLUTE_TTL,
@@ -248,6 +294,7 @@ function toConfig(e: Env) {
       composition: Object.freeze(e.PASSWORD_COMPOSITION) as readonly ('upper' | 'lower' | 'digit' | 'special')[],
     }),
     roles: Object.freeze(e.ROLES) as readonly string[],
+    mfa: Object.freeze({ requiredRoles: Object.freeze(e.MFA_REQUIRED_ROLES) as readonly string[], totpIssuer: e.MFA_TOTP_ISSUER }),
     registrationMode: e.REGISTRATION_MODE,
     adminBootstrap:
       e.ADMIN_BOOTSTRAP_EMAIL && e.ADMIN_BOOTSTRAP_PASSWORD_FILE
@@ -263,6 +310,8 @@ function toConfig(e: Env) {
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     trustProxyHops: e.TRUST_PROXY_HOPS,
+    /** GET /verify?check_revocation=1: seconds a login's verdict from Postgres is reused (a revocation shows within it). */
+    forwardAuthCacheSeconds: e.FORWARD_AUTH_CACHE_SECONDS,
     corsOrigins: Object.freeze(e.CORS_ORIGINS) as readonly string[],
     abuse: Object.freeze({
       freeFailures: e.LOGIN_FREE_FAILURES,
@@ -294,6 +343,22 @@ function toConfig(e: Env) {
       ipv6PrefixBits: e.RATE_LIMIT_IPV6_PREFIX,
     }),
     http: Object.freeze({ maxHeaderBytes: e.HTTP_MAX_HEADER_BYTES, maxBodyBytes: e.HTTP_MAX_BODY_BYTES }),
+    /** Trickle migration: unknown users' passwords checked against the legacy identity provider (src/accounts/legacy-idp.ts). */
+    legacyIdp: Object.freeze({
+      mode: e.LEGACY_IDP_MODE,
+      tokenUrl: e.LEGACY_IDP_TOKEN_URL,
+      clientId: e.LEGACY_IDP_CLIENT_ID,
+      clientSecret: e.LEGACY_IDP_CLIENT_SECRET,
+      scope: e.LEGACY_IDP_SCOPE,
+      hookUrl: e.LEGACY_IDP_HOOK_URL,
+      hookSecret: e.LEGACY_IDP_HOOK_SECRET,
+      rolesClaim: e.LEGACY_IDP_ROLES_CLAIM,
+      roleMap: Object.freeze(Object.fromEntries(e.LEGACY_IDP_ROLE_MAP.split(/[\s,]+/).filter(Boolean).map((pair) => pair.split('=') as [string, string]))),
+      source: e.LEGACY_IDP_SOURCE,
+      timeoutMs: e.LEGACY_IDP_TIMEOUT_MS,
+      breakerFailures: e.LEGACY_IDP_BREAKER_FAILURES,
+      breakerOpenMs: e.LEGACY_IDP_BREAKER_OPEN_SECONDS * 1000,
+    }),
   });
 }
 
@@ -304,7 +369,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const parsed = schema.safeParse(source);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
-    throw new ServiceError('config_invalid', `invalid configuration:\n  ${problems.join('\n  ')}`);
+    // One problem, one line (what a failed boot prints); several, one line each.
+    const text = problems.length === 1 ? ` ${problems[0]}` : `\n  ${problems.join('\n  ')}`;
+    throw new ServiceError('config_invalid', `invalid configuration:${text}`);
   }
   return toConfig(parsed.data);
 }

@@ -56,7 +56,7 @@ export function sendError(req: Request, res: Response, err: ServiceError): void 
   const challenge = bearerChallenge(err.code, err.message);
   if (challenge) res.set('WWW-Authenticate', challenge);
   if (err.status === 413) res.set('Connection', 'close');
-  res.status(err.status).set('Cache-Control', 'no-store').json(body);
+  res.status(err.status).set({ 'Cache-Control': 'no-store', Pragma: 'no-cache' }).json(body);
 }
 
 // How Node and body-parser report a request whose client went away mid-body.

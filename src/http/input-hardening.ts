@@ -76,7 +76,7 @@ export function inputHardening(maxBodyBytes: number) {
     } catch (err) {
       if (!(err instanceof BadInput)) return next(err);
       if (err.status === 413) res.set('Connection', 'close');
-      res.status(err.status).set('Cache-Control', 'no-store').json({ error: 'invalid_request', error_description: err.message });
+      res.status(err.status).set({ 'Cache-Control': 'no-store', Pragma: 'no-cache' }).json({ error: 'invalid_request', error_description: err.message });
     }
   };
 }

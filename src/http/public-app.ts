@@ -7,7 +7,7 @@ import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { jsonErrorHandler } from './errors.ts';
 import { inputHardening } from './input-hardening.ts';
-import { requestId } from './request-id.ts';
+import { assignRequestId, requestId } from './request-id.ts';
 import { requestLogger } from './request-log.ts';
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -23,6 +23,8 @@ export function createPublicApp(
     corsOrigins: readonly string[];
     accountRoutes?: express.Router;
     metrics?: Metrics;
+    /** Sheds password grants while the hash gate is full (src/http/shed-door.ts). */
+    shedDoor?: express.RequestHandler;
   } = {
     trustProxyHops: 0,
     maxBodyBytes: 16_384,
@@ -48,6 +50,7 @@ export function createPublicApp(
 
   // oidc-provider parses its own bodies; this only validates them first.
   app.use(inputHardening(opts.maxBodyBytes));
+  if (opts.shedDoor) app.use(opts.shedDoor);
 
   if (jwks) {
     const serve = withCors(jwks, opts.corsOrigins);
@@ -64,26 +67,56 @@ export function createPublicApp(
  * pre-serialized key set with helmet's headers and the CORS allowlist,
  * without express routing or body handling. Like the health probes it gets
  * a request id but no log line: machines fetch it, and logging every fetch
- * cost two thirds of its throughput (npm run bench). Everything
- * else, /jwks with a query string included, goes to the express app.
+ * cost two thirds of its throughput (npm run bench). GET /verify (the
+ * forward-auth endpoint, src/api/forward-auth.ts, called by gateways for
+ * every request they pass, which they log themselves) is served the same
+ * way, with its query string and without CORS. Everything else, /jwks with
+ * a query string included, goes to the express app.
  */
 export function publicListener(
   app: express.Express,
-  jwks: NodeHandler,
+  jwks: JwksHandler,
   corsOrigins: readonly string[],
+  forwardAuth?: NodeHandler,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const securityHeaders = helmet();
-  const serve = withCors(jwks, corsOrigins);
+  const fixed = fixedHeaders(securityHeaders);
+  const allowed = new Set(corsOrigins);
   return (req, res) => {
-    if (req.url !== '/jwks' || (req.method !== 'GET' && req.method !== 'HEAD')) {
-      app(req, res);
+    const get = req.method === 'GET' || req.method === 'HEAD';
+    if (get && req.url === '/jwks') {
+      // Every header in one writeHead (no per-header setHeader): the same
+      // headers the express route sends.
+      const headers = [...fixed, 'X-Request-Id', assignRequestId(req)];
+      const origin = req.headers.origin;
+      if (origin && allowed.has(origin)) headers.push('Access-Control-Allow-Origin', origin);
+      if (allowed.size) headers.push('Vary', 'Origin');
+      jwks(req, res, headers);
       return;
     }
-    securityHeaders(req, res, () => {
-      requestId(req, res);
-      serve(req, res);
-    });
+    if (get && forwardAuth && (req.url === '/verify' || req.url?.startsWith('/verify?'))) {
+      securityHeaders(req, res, () => {
+        requestId(req, res);
+        forwardAuth(req, res);
+      });
+      return;
+    }
+    app(req, res);
   };
+}
+
+type JwksHandler = (req: IncomingMessage, res: ServerResponse, headers?: string[]) => void;
+
+/** The headers helmet sets, captured once: with a fixed configuration they do not depend on the request. */
+function fixedHeaders(middleware: (req: IncomingMessage, res: ServerResponse, next: () => void) => void): string[] {
+  const headers: string[] = [];
+  const capture = {
+    setHeader: (name: string, value: string) => void headers.push(name, String(value)),
+    removeHeader: () => undefined,
+    getHeader: () => undefined,
+  };
+  middleware({ headers: {} } as IncomingMessage, capture as unknown as ServerResponse, () => undefined);
+  return headers;
 }
 
 // The JWKS gets the provider routes' CORS rule (src/tokens/provider.ts): only

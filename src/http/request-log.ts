@@ -4,6 +4,7 @@
 import { pinoHttp } from 'pino-http';
 import type { Logger } from '../observability/log.ts';
 import { requestId } from './request-id.ts';
+import { UNLOGGED } from './shed-door.ts';
 
 /** `quiet`: paths never logged (probes, metrics scrapes). */
 export function requestLogger(logger: Logger, quiet: readonly string[] = []) {
@@ -13,6 +14,9 @@ export function requestLogger(logger: Logger, quiet: readonly string[] = []) {
     quietReqLogger: true,
     genReqId: requestId,
     autoLogging: { ignore: (req) => skip.has((req.url ?? '').split('?')[0]!) },
+    // Every answer at info (pino-http's default), except those marked
+    // unlogged (shed logins: counted and sampled instead).
+    customLogLevel: (_req, res) => ((res as { locals?: Record<string, unknown> }).locals?.[UNLOGGED] ? 'silent' : 'info'),
     serializers: {
       req: (req: { id: unknown; method: string; url: string; remoteAddress?: string }) => ({
         id: req.id,

@@ -11,8 +11,8 @@ import { requestId } from './request-id.ts';
 /** The authenticated caller of a bearer-protected route. */
 export type Caller = { sub: string; roles: string[]; clientId: string | undefined };
 
-/** admin: a Bearer token of an admin; user: any user's Bearer token; public: none. */
-export type Auth = 'admin' | 'user' | 'public';
+/** admin: a Bearer token of an admin; user: any user's Bearer token; enroll: that, or an mfa_token that must enroll; public: none. */
+export type Auth = 'admin' | 'user' | 'enroll' | 'public';
 
 type Status = 200 | 201 | 202 | 204;
 type ErrorStatus = 403 | 404 | 409 | 413 | 429;
@@ -20,7 +20,7 @@ type ErrorStatus = 403 | 404 | 409 | 413 | 429;
 export type RouteInput<P, Q, B> = { params: P; query: Q; body: B; meta: AuditMeta; caller: Caller | undefined };
 
 export type Route<P extends z.ZodType = z.ZodType, Q extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType> = {
-  method: 'get' | 'post' | 'patch' | 'delete';
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** OpenAPI form: /admin/users/{id}. */
   path: string;
   operationId: string;

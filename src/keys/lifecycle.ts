@@ -20,7 +20,7 @@ import type { Db, Tx } from '../store/postgres.ts';
 import { newKey, publicMembers, type NewKey, type SigningAlg } from './keystore.ts';
 
 const LOCK_KEY = 72_707_370;
-const PUBLISHED = ['next', 'active', 'retiring'] as const;
+export const PUBLISHED = ['next', 'active', 'retiring'] as const;
 // Verifiers commonly accept a token a few seconds past `exp`.
 const CLOCK_SKEW_S = 5;
 

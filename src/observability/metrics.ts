@@ -43,7 +43,7 @@ export function createMetrics(sources: ScrapeSources = {}) {
     }),
     loginAttempts: new Counter({
       name: 'identity_login_attempts_total',
-      help: 'Password checks by door (token, password_change) and outcome; succeeded + failed were verified, a throttled one spent a dummy hash',
+      help: 'Password and second-factor checks by door (token, password_change, mfa) and outcome; succeeded + failed were verified, a throttled password check spent a dummy hash',
       labelNames: ['via', 'outcome'] as const,
       registers,
     }),
@@ -94,6 +94,12 @@ export function createMetrics(sources: ScrapeSources = {}) {
     keySyncFailures: new Counter({
       name: 'identity_key_sync_failures_total',
       help: 'Failed checks of the signing keys table by this replica (it stops signing after KEY_SYNC_MAX_MISSED in a row)',
+      registers,
+    }),
+    legacyIdpChecks: new Counter({
+      name: 'identity_legacy_idp_checks_total',
+      help: 'Trickle migration: logins of unknown users checked against the legacy identity provider, by outcome (migrated, invalid, unavailable, circuit_open)',
+      labelNames: ['outcome'] as const,
       registers,
     }),
     legacyHashes: new Gauge({

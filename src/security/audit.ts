@@ -36,6 +36,12 @@ export const AUDIT_TYPES = [
   'key.revoked',
   'key.rekeyed',
   'key.algorithm_set',
+  'mfa.enrolled',
+  'mfa.challenge_passed',
+  'mfa.challenge_failed',
+  'mfa.recovery_code_used',
+  'mfa.disabled',
+  'mfa.reset',
 ] as const;
 export type AuditType = (typeof AUDIT_TYPES)[number];
 
@@ -64,6 +70,20 @@ export type AuditView = {
   details: unknown;
 };
 
+function auditRow(event: AuditInput) {
+  return {
+    type: event.type,
+    outcome: event.outcome ?? 'success',
+    reason: event.reason ?? null,
+    actor: event.actor ?? null,
+    subject: event.subject ?? null,
+    clientId: event.clientId ?? null,
+    ip: event.ip ?? null,
+    requestId: event.requestId ?? null,
+    ...(event.details ? { details: event.details as Prisma.InputJsonValue } : {}),
+  };
+}
+
 export class AuditLog {
   readonly #db: Db;
   readonly #logger: Logger | undefined;
@@ -86,19 +106,12 @@ export class AuditLog {
    * audit row commit together or not at all (a failure propagates).
    */
   async recordIn(tx: Tx | Db, event: AuditInput): Promise<void> {
-    await tx.auditEvent.create({
-      data: {
-        type: event.type,
-        outcome: event.outcome ?? 'success',
-        reason: event.reason ?? null,
-        actor: event.actor ?? null,
-        subject: event.subject ?? null,
-        clientId: event.clientId ?? null,
-        ip: event.ip ?? null,
-        requestId: event.requestId ?? null,
-        ...(event.details ? { details: event.details as Prisma.InputJsonValue } : {}),
-      },
-    });
+    await tx.auditEvent.create({ data: auditRow(event) });
+  }
+
+  /** Many events in one statement, inside the caller's transaction (bulk import). */
+  async recordManyIn(tx: Tx | Db, events: readonly AuditInput[]): Promise<void> {
+    if (events.length) await tx.auditEvent.createMany({ data: events.map(auditRow) });
   }
 
   /** Newest first; `before` is the id of the last event of the previous page. */

@@ -10,8 +10,8 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
-/** Which door a password was tried at: the password grant, or the current password before a change. */
-export type LoginVia = 'token' | 'password_change';
+/** Which door a secret was tried at: the password grant, the current password before a change, a second factor. */
+export type LoginVia = 'token' | 'password_change' | 'mfa';
 
 /** clientId: null when the request had no authenticated client (yet). */
 type Source = { clientId: string | null; ip: string; via: LoginVia };
@@ -28,6 +28,8 @@ export type SecurityEventMap = {
   'login.shed': [Source];
   /** Redis or Postgres unreachable: 503. */
   'login.unavailable': [Source];
+  /** Trickle migration: what the legacy identity provider answered for an unknown user (never who, never the password). */
+  'legacy_idp.checked': [{ outcome: 'migrated' | 'invalid' | 'unavailable' | 'circuit_open' }];
   /** The failure rate across all accounts crossed the alert threshold (password spraying). */
   'login.spraying_suspected': [{ failuresPerMinute: number }];
   /** POST /register or /password/forgot refused with 429: the source's or the email address's budget is spent. */
@@ -50,7 +52,16 @@ export type SecurityEventMap = {
   ];
   /** The immediate predecessor presented again within the grace window: same response replayed. */
   'refresh.grace_replay': [{ clientId: string; grantId: string | undefined }];
+  /** Second factor (src/accounts/mfa.ts): ids and the method only, never a secret or code. */
+  'mfa.enrolled': [{ accountId: string }];
+  'mfa.challenge_passed': [MfaCheck];
+  'mfa.challenge_failed': [MfaCheck];
+  'mfa.recovery_code_used': [MfaCheck];
+  'mfa.disabled': [{ accountId: string }];
+  'mfa.reset': [{ accountId: string }];
 };
+
+type MfaCheck = { accountId: string; clientId: string | null; method: 'otp' | 'recovery_code' };
 
 export type SecurityEventName = keyof SecurityEventMap;
 
@@ -73,12 +84,19 @@ const LOGGING: Record<SecurityEventName, { level: 'info' | 'warn'; sampled?: tru
   'login.shed': { level: 'warn', sampled: true },
   'login.unavailable': { level: 'warn', sampled: true },
   'login.spraying_suspected': { level: 'warn' },
+  'legacy_idp.checked': { level: 'info', sampled: true },
   'self_service.rate_limited': { level: 'warn', sampled: true },
   'gateway.forwarded_ip_ignored': { level: 'warn', sampled: true },
   'client_auth.failed': { level: 'info', sampled: true },
   'client_auth.rate_limited': { level: 'warn', sampled: true },
   'refresh.reuse': { level: 'warn' },
   'refresh.grace_replay': { level: 'info' },
+  'mfa.enrolled': { level: 'info' },
+  'mfa.challenge_passed': { level: 'info' },
+  'mfa.challenge_failed': { level: 'info' },
+  'mfa.recovery_code_used': { level: 'warn' },
+  'mfa.disabled': { level: 'warn' },
+  'mfa.reset': { level: 'warn' },
 };
 
 export const SECURITY_EVENT_NAMES = Object.keys(LOGGING) as SecurityEventName[];
@@ -125,4 +143,5 @@ export function countSecurityEvents(events: SecurityEvents, metrics: Metrics): v
   events.on('client_auth.failed', () => metrics.clientAuthFailures.inc());
   events.on('client_auth.rate_limited', ({ scope }) => metrics.rateLimitBlocks.inc({ limiter: `client_auth_${scope}` }));
   events.on('refresh.reuse', ({ detectedBy }) => metrics.refreshReuse.inc({ detected_by: detectedBy }));
+  events.on('legacy_idp.checked', ({ outcome }) => metrics.legacyIdpChecks.inc({ outcome }));
 }

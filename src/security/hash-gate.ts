@@ -1,17 +1,20 @@
 // CPU protection: at most MAX_CONCURRENT_HASHES password verifications in
 // flight per process. Beyond it a login is shed at once with 503 rather than
 // queued, so the event loop stays free for JWKS and refresh traffic; the
-// password grant checks `full` before any other work (src/tokens/provider.ts).
+// password grant checks `full` before any other work (src/http/shed-door.ts).
 // argon2 runs in libuv's thread pool, which prepareThreadPool sizes and
 // deprioritizes so that hashing never delays the event loop or a signature.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { ServiceError } from '../errors.ts';
 
+/** The error_description of a shed login, wherever it is shed. */
+export const OVERLOADED = 'too many logins in progress, try again shortly';
+
 /** 503 temporarily_unavailable: the hash gate is full. */
 export class Overloaded extends ServiceError {
   constructor() {
-    super('temporarily_unavailable', 'too many logins in progress, try again shortly');
+    super('temporarily_unavailable', OVERLOADED);
     this.name = 'Overloaded';
   }
 }

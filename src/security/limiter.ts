@@ -35,11 +35,13 @@ export class Limiter {
   /** The count beyond which `take` refuses. */
   readonly limit: number;
   readonly #rl: RateLimiterAbstract;
+  readonly #redis: RedisClient | undefined;
   readonly #maxSeconds: number;
 
   /** `name` is part of the Redis key (`<prefix>rl:<name>:<key>`); keys should be hashes or IPs, never raw user input. */
   constructor(store: LimiterStore, name: string, opts: { limit: number; windowSeconds: number }) {
     this.limit = opts.limit;
+    this.#redis = store.redis;
     this.#maxSeconds = store.redis ? Number.MAX_SAFE_INTEGER : MEMORY_MAX_SECONDS;
     this.#rl = store.redis
       ? new RateLimiterRedis({
@@ -68,8 +70,19 @@ export class Limiter {
   /** The count in the window, or null when there is none. */
   read(key: string): Promise<Count | null> {
     return redisCall(async () => {
-      const res = await this.#rl.get(key);
-      return res ? countOf(res) : null;
+      const redis = this.#redis;
+      if (!redis) {
+        const res = await this.#rl.get(key);
+        return res ? countOf(res) : null;
+      }
+      // Plain GET and PTTL rather than rate-limiter-flexible's MULTI: with
+      // auto-pipelining they share one network write with whatever else the
+      // request reads in the same tick (a refresh's login record). A read
+      // needs no transaction; a key expiring between the two reads as none.
+      const rlKey = this.#rl.getKey(key);
+      const [points, ttl] = await Promise.all([redis.get(rlKey), redis.pttl(rlKey)]);
+      if (points === null || ttl === -2) return null;
+      return { count: Number.parseInt(points, 10), retryAfterSeconds: secondsLeft({ msBeforeNext: ttl }) };
     });
   }
 

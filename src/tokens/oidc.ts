@@ -5,6 +5,7 @@
 // boundary here too: our catalogue errors (src/errors.ts) become
 // oidc-provider errors with the same status, an RFC 6749 code and, for 429
 // and 503, a Retry-After header.
+import type { AsyncLocalStorage } from 'node:async_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Provider, { errors, type Adapter, type AdapterFactory, type KoaContextWithOIDC } from 'oidc-provider';
 import { CATALOGUE, ServiceError, StoreUnavailable } from '../errors.ts';
@@ -20,6 +21,10 @@ export type OidcClient = {
   sessionEpoch: string | undefined;
   /** Resource indicators it may request besides the default audience. */
   allowedResources: string[];
+  /** RFC 9449 §5.2: token requests must carry a DPoP proof. */
+  dpopBound: boolean;
+  /** May use the Authorization Challenge Endpoint (src/tokens/challenge-endpoint.ts). */
+  firstParty: boolean;
   grantTypeAllowed(grantType: string): boolean;
 };
 
@@ -29,6 +34,8 @@ type RawClient = {
   trusted_gateway?: unknown;
   session_epoch?: unknown;
   allowed_resources?: unknown;
+  dpopBoundAccessTokens?: unknown;
+  first_party?: unknown;
   grantTypeAllowed(g: string): boolean;
 };
 type RawOidc = {
@@ -55,6 +62,12 @@ export function paramOf(ctx: OidcContext | undefined, name: string): string | un
   return typeof value === 'string' ? value : undefined;
 }
 
+/** Replaces a parsed request parameter (oidc-provider's own helpers do the same with `scope` and `resource`). */
+export function setParam(ctx: OidcContext, name: string, value: string): void {
+  const params = oidcOf(ctx)?.params;
+  if (params) params[name] = value;
+}
+
 export function clientOf(ctx: OidcContext | undefined): OidcClient | undefined {
   const raw = oidcOf(ctx)?.client;
   return raw ? clientView(raw) : undefined;
@@ -69,6 +82,8 @@ export function clientView(client: unknown): OidcClient {
     trustedGateway: raw.trusted_gateway === true,
     sessionEpoch: typeof raw.session_epoch === 'string' ? raw.session_epoch : undefined,
     allowedResources: Array.isArray(raw.allowed_resources) ? raw.allowed_resources.filter((r): r is string => typeof r === 'string') : [],
+    dpopBound: raw.dpopBoundAccessTokens === true,
+    firstParty: raw.first_party === true,
     grantTypeAllowed: (g) => raw.grantTypeAllowed(g),
   };
 }
@@ -84,24 +99,36 @@ export function formParamOf(ctx: OidcContext, name: string): string | undefined 
   return new URLSearchParams(body).get(name) ?? undefined;
 }
 
+/** One part of HTTP Basic client credentials: form-encoded (RFC 6749 §2.3.1); undefined if it does not decode. */
+function formDecoded(part: string): string | undefined {
+  try {
+    return decodeURIComponent(part.replace(/\+/g, '%20'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * HTTP Basic client credentials, as sent (not authenticated): undefined
+ * without a Basic header, null when it has no `:`.
+ */
+export function basicCredentialsOf(ctx: OidcContext): { id: string | undefined; secret: string | undefined } | null | undefined {
+  const [scheme, credentials] = (ctx.get('authorization') || '').split(' ');
+  if (scheme?.toLowerCase() !== 'basic' || !credentials) return undefined;
+  const decoded = Buffer.from(credentials, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return null;
+  return { id: formDecoded(decoded.slice(0, colon)), secret: formDecoded(decoded.slice(colon + 1)) };
+}
+
 /**
  * The client id a request claims, before it is authenticated: from HTTP
  * Basic credentials, else the form's client_id. Only for keying limits and
  * events; oidc-provider does the authentication itself.
  */
 export function claimedClientIdOf(ctx: OidcContext): string | undefined {
-  const [scheme, credentials] = (ctx.get('authorization') || '').split(' ');
-  if (scheme?.toLowerCase() === 'basic' && credentials) {
-    const decoded = Buffer.from(credentials, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    if (colon < 0) return undefined;
-    try {
-      return decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, '%20'));
-    } catch {
-      return undefined;
-    }
-  }
-  return formParamOf(ctx, 'client_id');
+  const basic = basicCredentialsOf(ctx);
+  return basic === undefined ? formParamOf(ctx, 'client_id') : basic?.id;
 }
 
 /** The raw client object, for oidc-provider's own constructors (tokens take the client itself). */
@@ -177,6 +204,22 @@ export async function atBoundary<T>(op: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw toOAuthError(err);
   }
+}
+
+const { default: als } = (await import('oidc-provider/lib/helpers/als.js' as string)) as { default: AsyncLocalStorage<OidcContext> };
+
+/**
+ * Runs `fn` for a request no oidc-provider route matched (our own endpoint
+ * inside its app, at `selfUrl`) as its routes run: with ctx.oidc and the
+ * request in its AsyncLocalStorage, so its models (Grant, AuthorizationCode),
+ * its DPoP proof validation and our adapters see the request.
+ */
+export function withProviderContext<T>(provider: Provider, ctx: OidcContext, selfUrl: string, fn: () => Promise<T>): Promise<T> {
+  const oidc = new provider.OIDCContext(ctx as unknown as ConstructorParameters<Provider['OIDCContext']>[0]);
+  // Its URL for this unnamed route (a DPoP proof's `htu` is compared with it).
+  Object.defineProperty(oidc, 'urlFor', { value: () => selfUrl });
+  Object.defineProperty(ctx, 'oidc', { value: oidc, configurable: true });
+  return als.run(ctx, fn);
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;

@@ -18,13 +18,16 @@ import type { LoginSource } from '../accounts/login.ts';
 import type { Account } from '../accounts/users.ts';
 import { endUserIp } from '../security/client-ip.ts';
 import type { SecurityEvents } from '../security/events.ts';
-import { clientOf, paramOf, rawClientOf, requestIdOf, setAccount, toOAuthError, type OidcContext } from './oidc.ts';
-import { issueUnder } from './sessions.ts';
+import { senderKeyOf } from './dpop-binding.ts';
+import { clientOf, paramOf, rawClientOf, requestIdOf, toOAuthError, type OidcContext } from './oidc.ts';
+import { issueLogin } from './issue-login.ts';
+import { mfaRequired, type MfaGrantDeps } from './mfa-grant.ts';
+import { grantedScope } from './scopes.ts';
 
 /** `resource` (RFC 8707): the default audience when absent; another one only if the client is allowed it. */
 export const PASSWORD_GRANT_PARAMS = ['username', 'password', 'scope', 'resource'];
 
-export type PasswordGrantDeps = {
+export type PasswordGrantDeps = MfaGrantDeps & {
   audience: string;
   events: SecurityEvents;
   /** The guarded, audited password check (PasswordLogin.attempt). */
@@ -46,12 +49,11 @@ export function passwordGrant(provider: Provider, deps: PasswordGrantDeps) {
     // Before the password is checked: a client not allowed the resource learns nothing.
     const resourceServerInfo = await deps.resourceServerInfo(ctx, resource, raw);
 
-    const allowed = new Set((client.scope ?? '').split(' ').filter(Boolean));
-    const requestedScope = paramOf(ctx, 'scope');
-    const requested = requestedScope ? requestedScope.split(' ').filter(Boolean) : [...allowed];
-    const denied = requested.filter((s) => !allowed.has(s));
-    if (denied.length) throw new errors.InvalidScope('requested scope is not allowed', denied.join(' '));
-    const scope = requested.join(' ');
+    const scope = grantedScope(client.scope, paramOf(ctx, 'scope'));
+    // DPoP (RFC 9449): the proof is checked (and its jti recorded) before the
+    // password, so a bad proof spends no attempt; the mfa_token and the
+    // access token are bound to its key.
+    const jkt = await senderKeyOf(ctx);
 
     let account: Account | null;
     try {
@@ -62,53 +64,10 @@ export function passwordGrant(provider: Provider, deps: PasswordGrantDeps) {
     }
     // One message for every failure: unknown user, wrong password, inactive, throttled.
     if (!account) throw new errors.InvalidGrant('invalid credentials');
-    setAccount(ctx, account);
 
-    issueUnder(ctx, { generation: account.generation, clientEpoch: client.sessionEpoch ?? '' });
-    const grant = new provider.Grant({ accountId: account.accountId, clientId: client.clientId });
-    grant.addResourceScope(resource, scope);
-    const grantId = await grant.save();
+    // A second factor to present, or to enroll first (src/tokens/mfa-grant.ts).
+    if (await mfaRequired(ctx, deps, account, { resource, scope, ...(jkt ? { dpopJkt: jkt } : {}) })) return;
 
-    const resourceServer = new provider.ResourceServer(resource, resourceServerInfo);
-
-    // The refresh token is recorded before any access token leaves: if Redis
-    // cannot store it, the request fails and nothing is issued.
-    let refreshToken: string | undefined;
-    if (client.grantTypeAllowed('refresh_token')) {
-      const rt = new provider.RefreshToken({
-        accountId: account.accountId,
-        client: raw,
-        grantId,
-        gty: 'password',
-        resource,
-        rotations: 0,
-        scope,
-      });
-      refreshToken = await rt.save();
-    }
-
-    // A revocation that committed after the password was checked wins.
-    let now: Account | null;
-    try {
-      now = await deps.findAccount(account.accountId);
-    } catch (err) {
-      throw toOAuthError(err);
-    }
-    if (!now || now.generation !== account.generation) {
-      await grant.destroy().catch(() => undefined); // clean-up; the generation already killed it
-      throw new errors.InvalidGrant('invalid credentials');
-    }
-
-    const at = new provider.AccessToken({ accountId: account.accountId, client: raw, grantId, gty: 'password', scope });
-    at.resourceServer = resourceServer;
-    const accessToken = await at.save();
-
-    ctx.body = {
-      access_token: accessToken,
-      token_type: 'Bearer',
-      expires_in: at.expiration,
-      ...(refreshToken ? { refresh_token: refreshToken } : {}),
-      scope,
-    };
+    await issueLogin(provider, ctx, deps, account, { resource, scope, resourceServerInfo, gty: 'password', jkt });
   };
 }

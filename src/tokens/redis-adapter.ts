@@ -24,7 +24,7 @@
 // cannot consume the token behind the client's back: the client's retry then
 // finds its token still live. Revocation truth is in Postgres
 // (src/tokens/sessions.ts); deleting logins here is clean-up.
-import type { ChainableCommander } from 'ioredis';
+import { Cluster, type ChainableCommander } from 'ioredis';
 import { errors } from 'oidc-provider';
 import type { SessionCleanup } from '../accounts/lifecycle.ts';
 import type { ClientSessionCleanup } from '../clients/index.ts';
@@ -86,6 +86,10 @@ type PipelineScripts = {
 
 const epoch = () => Math.floor(Date.now() / 1000);
 
+// Far longer than a cached client row lives (CLIENT_CACHE_MAX_AGE_MS): a
+// version that expired cannot bring back an entry cached under "no version".
+const CLIENT_VERSION_TTL_SECONDS = 86_400;
+
 export type TokenStoreOptions = {
   /** Replicas that must hold a write before it counts (REDIS_WAIT_REPLICAS). */
   wait?: ReplicaWait;
@@ -104,12 +108,14 @@ type Family = { grantId: string; grant: Payload | undefined; liveHash: string; l
 // What one request knows: the family it read, and the consume oidc-provider
 // asked for, to be carried out atomically with the successor's save.
 type RequestState = {
+  /** The login read started before client authentication (RedisTokenStore.prefetch), for one lookup. */
+  prefetched?: { grantId: string; read: Promise<Family | undefined> };
   family?: Family;
   pending?: { grantId: string; presented: string; hash: string; stored: string; exp: number };
 };
 const requests = new WeakMap<object, RequestState>();
 
-function stateOf(ctx: OidcContext | undefined): RequestState | undefined {
+function stateOf(ctx: object | undefined): RequestState | undefined {
   if (!ctx) return undefined;
   let state = requests.get(ctx);
   if (!state) requests.set(ctx, (state = {}));
@@ -163,6 +169,21 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
     return `${this.prefix}oidc:client:{${clientId}}`;
   }
 
+  /** The version of a client's row for every replica's cache (src/tokens/client-adapter.ts): random, replaced on each change. */
+  clientVersionKey(clientId: string): string {
+    return `${this.prefix}client-version:{${clientId}}`;
+  }
+
+  clientVersion(clientId: string): Promise<string | null> {
+    return redisCall(() => this.redis.get(this.clientVersionKey(clientId)));
+  }
+
+  clientChanged(clientId: string): Promise<void> {
+    return redisCall(async () => {
+      await this.write([(pipe) => void pipe.set(this.clientVersionKey(clientId), randomToken(), 'EX', CLIENT_VERSION_TTL_SECONDS)]);
+    });
+  }
+
   write(groups: SlotGroup[]): Promise<unknown[]> {
     return execBySlot(this.redis, groups, this.wait);
   }
@@ -175,6 +196,24 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
   async readFamily(grantId: string): Promise<Family | undefined> {
     const record = await this.readLogin(grantId);
     return record && { grantId, ...record, grant: parse(record.grant) };
+  }
+
+  /**
+   * Starts reading the login a presented token names (a refresh token, or a
+   * token to introspect) while the request is still at client
+   * authentication, so both go out in one network write and the lookup does
+   * not wait for another round trip. Only a read: what it found is used, by
+   * this request only, once authentication has passed. Resolves to the
+   * login's grant, or undefined (no such login, malformed token, Redis
+   * failed: the lookup then reports the failure).
+   */
+  prefetch(ctx: object, value: string): Promise<Payload | undefined> {
+    const grantId = grantIdOf(value);
+    const state = stateOf(ctx);
+    if (!grantId || !state) return Promise.resolve(undefined);
+    const read = redisCall(() => this.readFamily(grantId));
+    state.prefetched = { grantId, read };
+    return read.then((family) => family?.grant, () => undefined);
   }
 
   // Index upkeep for a login: add (trimming what expired), or only push the
@@ -243,7 +282,20 @@ export class RedisTokenStore implements SessionCleanup, ClientSessionCleanup {
       successor.sealed,
       pending.exp,
     ];
-    const indexes = this.write(this.#indexGroups(successor.payload, pending.grantId, expiresAt, false)).catch(() => undefined);
+    const indexGroups = this.#indexGroups(successor.payload, pending.grantId, expiresAt, false);
+    if (!this.wait && !(this.redis instanceof Cluster)) {
+      // One node: the rotation and the index upkeep in one pipeline (one
+      // round trip); only the rotation's reply decides.
+      return redisCall(async () => {
+        const pipe = this.redis.pipeline() as ChainableCommander & PipelineScripts;
+        pipe.idpRotate(family, ...args);
+        for (const group of indexGroups) group(pipe);
+        const [rotated] = (await pipe.exec()) ?? [];
+        if (!rotated || rotated[0]) throw rotated?.[0] ?? new Error('empty pipeline reply');
+        return rotated[1] as string[];
+      });
+    }
+    const indexes = this.write(indexGroups).catch(() => undefined);
     const result = await redisCall(async () => {
       if (!this.wait) return this.redis.idpRotate(family, ...args);
       // A rotation lost in a failover would bring the old token back next to
@@ -396,9 +448,10 @@ export class RedisAdapter {
       if (NEVER_STORED.has(this.model)) return undefined;
       if (this.model === 'RefreshToken') return this.#findRefreshToken(id);
       if (this.model === 'Grant') return this.#findGrant(id);
-      const json = await redisCall(() => this.store.redis.hget(this.store.key(this.model, id), 'payload'));
+      const [json, consumed] = await redisCall(() => this.store.redis.hmget(this.store.key(this.model, id), 'payload', 'consumed'));
       const payload = parse(json);
       if (payload) payload.jti = id;
+      if (payload && consumed) payload.consumed = Number(consumed);
       return payload;
     });
   }
@@ -412,11 +465,13 @@ export class RedisAdapter {
   async #findRefreshToken(value: string): Promise<Payload | undefined> {
     const grantId = grantIdOf(value);
     if (!grantId) return undefined;
-    const family = await redisCall(() => this.store.readFamily(grantId));
-    const grant = family?.grant;
-    if (!family || !grant) return undefined;
     const ctx = currentContext();
     const state = stateOf(ctx);
+    const prefetched = state?.prefetched?.grantId === grantId ? state.prefetched.read : undefined;
+    if (state) state.prefetched = undefined;
+    const family = await (prefetched ?? redisCall(() => this.store.readFamily(grantId)));
+    const grant = family?.grant;
+    if (!family || !grant) return undefined;
     if (state) state.family = family;
     const hash = sha256(value);
     const fromGrant = { jti: value, kind: 'RefreshToken', grantId, accountId: grant.accountId, clientId: grant.clientId };
@@ -452,6 +507,13 @@ export class RedisAdapter {
   /** oidc-provider consumes before it builds the successor: the consume waits for the successor's save (ROTATE). */
   consume(id: string): Promise<void> {
     return atBoundary(async () => {
+      // An authorization code (challenge endpoint): marked consumed in one
+      // step; of two parallel exchanges only the first gets tokens.
+      if (this.model === 'AuthorizationCode') {
+        const marked = await redisCall(() => this.store.redis.hsetnx(this.store.key(this.model, id), 'consumed', epoch()));
+        if (marked !== 1) throw new errors.InvalidGrant('authorization code already consumed');
+        return;
+      }
       const state = stateOf(currentContext());
       const grantId = grantIdOf(id);
       const family = state?.family;

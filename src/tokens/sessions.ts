@@ -98,7 +98,7 @@ export type LiveSession = { accountId: string; roles: string[]; clientId: string
  * The truth for access tokens: the user exists and is active, the client
  * exists, and both still carry the stamp the token was issued under. Two
  * primary-key reads, in parallel. Used by the admin API on every request and
- * offered to the verifier's `isRevoked` hook (src/verify).
+ * offered to the verifier's `isRevoked` hook (packages/verify).
  */
 export class SessionTruth {
   readonly #db: Db;
@@ -122,6 +122,26 @@ export class SessionTruth {
     if (!user || user.status !== 'active' || !client) return null;
     const holds = stampHolds({ generation, clientEpoch }, { generation: user.sessionGeneration }, client.sessionEpoch);
     return holds ? { accountId: sub, roles: user.roles, clientId, clientResources: client.allowedResources } : null;
+  }
+
+  /** A client_credentials token: its client still exists with the epoch the token carries. */
+  async clientHolds(claims: Readonly<Record<string, unknown>>): Promise<boolean> {
+    const { client_id: clientId } = claims;
+    const clientEpoch = claims[STAMP_CLAIMS.clientEpoch];
+    if (typeof clientId !== 'string' || typeof clientEpoch !== 'string') return false;
+    const client = await this.#db.client.findUnique({ where: { id: clientId }, select: { sessionEpoch: true } });
+    return !!client && client.sessionEpoch === clientEpoch;
+  }
+
+  /**
+   * Does a login step taken under `generation` (e.g. the password step behind
+   * an enroll-only mfa_token) still hold: the account active, its session
+   * generation unchanged (no password change, reset or revocation since)?
+   */
+  async accountHolds(accountId: string, generation: number): Promise<boolean> {
+    if (!UUID.test(accountId)) return false;
+    const user = await this.#db.user.findUnique({ where: { id: accountId }, select: { status: true, sessionGeneration: true } });
+    return !!user && user.status === 'active' && user.sessionGeneration === generation;
   }
 
   /** For the verifier's `isRevoked` hook: true unless the session still holds. */

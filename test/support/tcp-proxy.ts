@@ -1,12 +1,15 @@
 // A TCP proxy a test can cut (every connection dropped, new ones refused) and
 // restore: the service's view of a store going away, without touching the
-// shared store itself.
+// shared store itself. `tap` sees each chunk the service sends before it is
+// passed on (a test can stall the store at an exact command).
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { Transform } from 'node:stream';
 import { freePort, freshDatabase } from './service.ts';
 
 export class TcpProxy {
   readonly port: number;
   readonly target: { host: string; port: number };
+  tap: ((chunk: Buffer) => void) | undefined;
   #server: Server | undefined;
   readonly #sockets = new Set<Socket>();
   constructor(port: number, target: { host: string; port: number }) {
@@ -21,7 +24,13 @@ export class TcpProxy {
         s.on('close', () => this.#sockets.delete(s));
         s.on('error', () => s.destroy());
       }
-      client.pipe(upstream).pipe(client);
+      const tapped = new Transform({
+        transform: (chunk: Buffer, _enc, done) => {
+          this.tap?.(chunk);
+          done(null, chunk);
+        },
+      });
+      client.pipe(tapped).pipe(upstream).pipe(client);
     });
     await new Promise<void>((r) => this.#server!.listen(this.port, '127.0.0.1', r));
   }

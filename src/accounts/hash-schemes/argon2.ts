@@ -41,10 +41,15 @@ export function parseArgon2(hash: string): Argon2PhcParams | string {
   return { variant: match[1] as Argon2PhcParams['variant'], version, m, t, p };
 }
 
+/** Django stores argon2 as `argon2` + the PHC string (`argon2$argon2id$v=19$…`). */
+const DJANGO_PREFIX = 'argon2$';
+const phc = (hash: string) => (hash.startsWith(DJANGO_PREFIX) ? hash.slice(DJANGO_PREFIX.length - 1) : hash);
+
 export const argon2Scheme: HashScheme = {
   name: 'argon2',
-  recognizes: (hash) => hash.startsWith('$argon2'),
-  refuses(hash) {
+  recognizes: (hash) => phc(hash).startsWith('$argon2'),
+  refuses(stored) {
+    const hash = phc(stored);
     const parsed = parseArgon2(hash);
     if (typeof parsed === 'string') return parsed;
     const { m, t, p } = parsed;
@@ -57,7 +62,7 @@ export const argon2Scheme: HashScheme = {
   },
   async verify(hash, { normalized }) {
     try {
-      return await argon2.verify(hash, normalized);
+      return await argon2.verify(phc(hash), normalized);
     } catch {
       return false; // an unusable stored hash never authenticates
     }

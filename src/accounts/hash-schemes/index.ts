@@ -3,11 +3,16 @@
 // format, add its module and one entry here.
 import { argon2Scheme } from './argon2.ts';
 import { bcryptScheme } from './bcrypt.ts';
+import { ldapScheme } from './ldap.ts';
+import { pbkdf2Scheme } from './pbkdf2.ts';
+import { firebaseScryptScheme, scryptScheme } from './scrypt.ts';
+import { shaCryptScheme } from './sha-crypt.ts';
 import type { HashScheme } from './scheme.ts';
 
 export type { Candidate, HashScheme } from './scheme.ts';
 
-export const SCHEMES: readonly HashScheme[] = [argon2Scheme, bcryptScheme];
+// pbkdf2 last: it also recognizes ASP.NET Core's bare base64 blobs.
+export const SCHEMES: readonly HashScheme[] = [argon2Scheme, bcryptScheme, scryptScheme, firebaseScryptScheme, shaCryptScheme, ldapScheme, pbkdf2Scheme];
 
 /** The scheme of a stored hash, or undefined for a string no scheme recognizes. */
 export function schemeOf(hash: string): HashScheme | undefined {

@@ -15,6 +15,8 @@ export type AccessTokenClaims = JWTPayload & {
   roles?: string[];
   /** The login (grant) the token belongs to: revoking it ends the login. */
   grant_id?: string;
+  /** RFC 9449: the thumbprint of the key a DPoP-bound token is bound to. */
+  cnf?: { jkt?: string };
 };
 
 /** What requireAuth puts on `req.auth`. */
@@ -52,7 +54,7 @@ export type RequireAuthOptions = {
    * `invalid_token`); a throw or rejection answers 503. Back it with the
    * issuer's truth, e.g. introspection or a list of revoked `grant_id`s.
    */
-  isRevoked?: (auth: AuthInfo, req: IncomingMessage) => boolean | Promise<boolean>;
+  isRevoked?: (auth: AuthInfo, req: IncomingMessage & RequestLike) => boolean | Promise<boolean>;
   /** Accepted JWS algorithms (asymmetric only); default ES256, EdDSA, PS256. */
   algorithms?: string[];
   /** Seconds of clock skew tolerated on exp/nbf/iat; default 5. */
@@ -65,15 +67,55 @@ export type RequireAuthOptions = {
   timeoutDuration?: number;
   /** `realm` of the WWW-Authenticate challenge. */
   realm?: string;
+  /** Where a failed discovery is reported (once per failure); default console. */
+  logger?: { warn(message: string): void };
+  /**
+   * The URL the client called, for a DPoP proof's `htu` (query and fragment
+   * ignored). Default: http(s)://Host + the request path. Behind a proxy that
+   * terminates TLS or rewrites paths, give the public URL.
+   */
+  publicUrl?: (req: IncomingMessage | RequestLike) => string;
+  /** Seconds a DPoP proof's `iat` may be away from now (plus clockTolerance); default 60. */
+  dpopProofMaxAge?: number;
+  /** Algorithms accepted for DPoP proofs; default ES256, EdDSA, PS256. */
+  dpopAlgorithms?: string[];
+  /** DPoP proof `jti`s remembered (per process) to refuse replays; default 100000. */
+  dpopReplayCacheSize?: number;
+  /** Milliseconds a failed discovery is remembered (requests answer 503 without refetching); default 5000. */
+  discoveryRetryMs?: number;
 };
 
 /**
- * Verifies `Authorization: Bearer <JWT>` (RFC 9068 access token) and sets
- * `req.auth`. Answers 401 (`invalid_token`, or a bare challenge when no token
+ * Verifies `Authorization: Bearer <JWT>` (RFC 9068 access token), or
+ * `Authorization: DPoP <JWT>` with a `DPoP` proof header (RFC 9449), and sets
+ * `req.auth`. A DPoP-bound token (`cnf.jkt`) is refused as Bearer. Answers 401 (`invalid_token`, or a bare challenge when no token
  * was sent), 400 `invalid_request` for a malformed header, 503 when the
  * issuer's keys cannot be fetched; never calls next(err).
  */
 export function requireAuth(options: RequireAuthOptions): Middleware;
+
+/** The discovery URLs tried for an issuer: RFC 8414 §3.1 first, then OpenID Connect Discovery. */
+export function discoveryUrls(issuer: string): string[];
+
+/** What verifyRequest() reads: a node:http / Express request, a Fetch API Request, or anything with headers. */
+export type RequestLike = { headers: { authorization?: string | undefined } | { get(name: string): string | null } };
+
+/** The error to answer (RFC 6750): status, `error`, `error_description` and the headers (WWW-Authenticate, Retry-After). */
+export type VerifyFailure = { ok: false; status: 400 | 401 | 403 | 503; error: string; description: string; headers: Record<string, string> };
+
+export type VerifyResult = { ok: true; auth: AuthInfo } | VerifyFailure;
+
+export type VerifyRequest = (req: RequestLike) => Promise<VerifyResult>;
+
+/**
+ * The same verification as requireAuth, without a framework:
+ * `const { verifyRequest } = createVerifier(options); const r = await verifyRequest(req);`
+ * then `r.auth` when `r.ok`, else answer `r.status` with `r.headers` (or sendError(res, r)).
+ */
+export function createVerifier(options: RequireAuthOptions): { verifyRequest: VerifyRequest };
+
+/** Writes a failed result to a node:http (or Express) response: status, headers, JSON body `{error, error_description}`. */
+export function sendError(res: ServerResponse, failed: VerifyFailure): void;
 
 /** 403 `insufficient_scope` unless the token carries every listed scope. */
 export function requireScope(...scopes: string[]): Middleware;
