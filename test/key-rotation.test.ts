@@ -1,8 +1,15 @@
-// Key rotation with tokens outstanding, emergency revocation, and the JWKS
-// endpoint. The schedule itself is unit-tested in test/unit/key-schedule.test.ts.
+// Key rotation with tokens outstanding, emergency revocation, a replica
+// following another replica's key change, and the JWKS endpoint. The schedule itself is unit-tested in test/unit/key-schedule.test.ts.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { loadConfig } from '../src/config/index.ts';
+import type { SigningKeys } from '../src/keys/lifecycle.ts';
+import { createLogger } from '../src/observability/log.ts';
+import { domainServices, openStores } from '../src/service.ts';
+import { passwordLogin, sleep, trustedGateway, type TestClient } from './support/security.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { databaseBehindProxy } from './support/tcp-proxy.ts';
 import { activePrivateKey, call, eventually, kidOf, passwordToken, signedBy, startExample, type Example } from './support/verify.ts';
 
 describe('rotation with tokens outstanding', () => {
@@ -111,5 +118,99 @@ describe('GET /jwks', () => {
     assert.equal(changed.status, 200, 'a key change changes the ETag');
     assert.notEqual(changed.headers.get('etag'), etag);
     assert.equal(((await changed.json()) as { keys: unknown[] }).keys.length, 2);
+  });
+});
+
+describe('a replica whose key another replica changed, while it loads the new keys', () => {
+  let s: TestService;
+  let database: Awaited<ReturnType<typeof databaseBehindProxy>>;
+  let other: { keys: SigningKeys; close(): Promise<void> };
+  let client: TestClient;
+  let user: { email: string; password: string };
+  const kek = randomBytes(32).toString('base64');
+  const windows = { JWKS_MAX_AGE: '3', KEY_SYNC_INTERVAL: '1', KEY_ROTATION_INTERVAL: '0', KEY_ENCRYPTION_KEY: kek };
+
+  before(async () => {
+    database = await databaseBehindProxy();
+    s = await startTestService(windows, { databaseUrl: database.url });
+    // "Another replica": the same keys table and KEK, reached directly (not through the proxy).
+    const direct = new URL(database.url);
+    direct.port = String(database.proxy.target.port);
+    const config = loadConfig({ ...windows, DATABASE_URL: direct.toString() });
+    const logger = createLogger('silent');
+    const stores = await openStores(config, logger);
+    other = { keys: domainServices(config, stores, logger, { purgeAccount: async () => 0, purgeClient: async () => 0 }).keys, close: () => stores.close() };
+    client = await trustedGateway(s);
+    user = await s.user();
+  });
+  after(async () => {
+    database.proxy.tap = undefined;
+    await other.close();
+    await s.stop();
+    await database.drop();
+  });
+
+  /**
+   * Logs in from three loops while this replica's read of the private keys (its
+   * reload) is held at the database for `holdMs`, until `done` says stop. Returns
+   * each answer's status and kid, and which answers came while the reload was held.
+   */
+  async function loginsAcrossHeldReload(change: () => Promise<unknown>, done: (kid: string | undefined) => boolean, holdMs = 1500) {
+    let held: { from: number; to: number } | undefined;
+    database.proxy.tap = (chunk) => {
+      if (held || !chunk.includes('private_jwk_enc')) return;
+      held = { from: Date.now(), to: Date.now() + holdMs };
+      return sleep(holdMs);
+    };
+    const answers: { status: number; kid: string | undefined; during: boolean; error?: string }[] = [];
+    await change();
+    const until = Date.now() + 20_000;
+    let finished = false;
+    await Promise.all(
+      [0, 1, 2].map(async () => {
+        while (!finished && Date.now() < until) {
+          const sent = Date.now();
+          const res = await passwordLogin(s, client, user.email, user.password);
+          const token = res.body.access_token as string | undefined;
+          const kid = token ? kidOf(token) : undefined;
+          const during = !!held && sent >= held.from && Date.now() <= held.to;
+          answers.push({ status: res.status, kid, during, ...(res.status === 200 ? {} : { error: res.text }) });
+          if (res.status === 200 && !during && held && Date.now() > held.to && done(kid)) finished = true;
+        }
+      }),
+    );
+    database.proxy.tap = undefined;
+    assert.ok(held, 'the reload was held');
+    assert.ok(finished, 'the replica moved on within 20 s');
+    return answers;
+  }
+
+  test('another replica promotes the successor: this one keeps signing with its (still published) key until the new one is loaded; never a 503', async () => {
+    const old = s.keys.activeKid;
+    const next = await other.keys.rotate({ actor: 'test' });
+    await eventually(async () => s.keys.publishedKids.includes(next.kid), 10_000, 'the successor to be published here');
+    // The promotion, as the replica whose sync comes first applies it once the pre-publication window has passed.
+    const answers = await loginsAcrossHeldReload(
+      () => other.keys.advance(new Date(Date.now() + 60_000)),
+      (kid) => kid === next.kid,
+    );
+    const during = answers.filter((a) => a.during);
+    assert.ok(during.length >= 3, `${during.length} logins answered while the reload was held`);
+    assert.deepEqual(answers.filter((a) => a.status !== 200), [], 'every login succeeded');
+    assert.ok(during.every((a) => a.kid === old), 'signed with the retiring key while the successor loaded');
+    const kids = (await fetch(`${s.config.issuer}/jwks`).then((r) => r.json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
+    assert.deepEqual(kids, [next.kid, old], 'the retiring key is still published');
+  });
+
+  test('another replica revokes the signing key: not one token more with it, 503 until the successor is loaded, then 200', async () => {
+    const revoked = s.keys.activeKid;
+    const answers = await loginsAcrossHeldReload(
+      () => other.keys.revoke(revoked, { actor: 'test' }),
+      (kid) => kid !== undefined && kid !== revoked,
+    );
+    assert.deepEqual(answers.filter((a) => a.status === 200 && a.kid === revoked && a.during), [], 'no token signed by the revoked key once this replica saw the revocation');
+    const during = answers.filter((a) => a.during);
+    assert.ok(during.length >= 3, `${during.length} logins answered while the reload was held`);
+    assert.ok(during.every((a) => a.status === 503 && a.error!.includes('signing keys are not in sync')), JSON.stringify(during));
   });
 });

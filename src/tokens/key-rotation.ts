@@ -166,8 +166,21 @@ export class KeyRotation {
       const done = await keys.advance(this.#now());
       if (done.length) this.#opts.logger.info({ actions: done }, 'signing keys advanced');
       const rows = await publishedRows(keys.db);
-      this.#signingKeyActive = rows.some((r) => r.kid === this.#activeKid && r.status === 'active');
-      if (versionOf(rows) !== this.#version) await this.#reload();
+      const mine = rows.find((r) => r.kid === this.#activeKid);
+      const stillActive = mine?.status === 'active';
+      // A key that left the JWKS (revoked) signs nothing more, not even while
+      // its successor loads; one another replica just retired stays published,
+      // so this replica keeps signing with it until the reload swaps keys
+      // (answering 503 in that window refused logins for nothing).
+      if (!mine) this.#signingKeyActive = false;
+      if (versionOf(rows) !== this.#version) {
+        try {
+          await this.#reload();
+        } catch (err) {
+          this.#signingKeyActive = stillActive;
+          throw err;
+        }
+      } else this.#signingKeyActive = stillActive;
       this.#lastSynced = Date.now();
     } catch (err) {
       this.#opts.metrics?.keySyncFailures.inc();

@@ -1,7 +1,8 @@
 // A TCP proxy a test can cut (every connection dropped, new ones refused) and
 // restore: the service's view of a store going away, without touching the
 // shared store itself. `tap` sees each chunk the service sends before it is
-// passed on (a test can stall the store at an exact command).
+// passed on (a test can stall the store at an exact command); a promise it
+// returns holds that chunk, and the connection behind it, until it settles.
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Transform } from 'node:stream';
 import { freePort, freshDatabase } from './service.ts';
@@ -9,7 +10,7 @@ import { freePort, freshDatabase } from './service.ts';
 export class TcpProxy {
   readonly port: number;
   readonly target: { host: string; port: number };
-  tap: ((chunk: Buffer) => void) | undefined;
+  tap: ((chunk: Buffer) => unknown) | undefined;
   #server: Server | undefined;
   readonly #sockets = new Set<Socket>();
   constructor(port: number, target: { host: string; port: number }) {
@@ -26,8 +27,9 @@ export class TcpProxy {
       }
       const tapped = new Transform({
         transform: (chunk: Buffer, _enc, done) => {
-          this.tap?.(chunk);
-          done(null, chunk);
+          const held = this.tap?.(chunk);
+          if (held instanceof Promise) void held.then(() => done(null, chunk), () => done(null, chunk));
+          else done(null, chunk);
         },
       });
       client.pipe(tapped).pipe(upstream).pipe(client);
