@@ -16,7 +16,7 @@ process.on('exit', () => {
   for (const p of running) p.kill('SIGKILL');
 });
 
-export type RedisNode = { port: number; kill(): Promise<void>; restart(): Promise<void> };
+export type RedisNode = { port: number; kill(): Promise<void>; restart(extra?: string[]): Promise<void> };
 
 export async function cli(port: number, ...args: string[]): Promise<string> {
   const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 10_000 });
@@ -37,14 +37,13 @@ async function startNode(dir: string, port: number, args: string[]): Promise<Red
   const conf = join(dir, `${port}.conf`);
   // Sentinel rewrites its config file, so every node gets one (maybe empty).
   await writeFile(conf, args.filter((a) => a.startsWith('sentinel ')).join('\n') + '\n');
-  const flags = args
-    .filter((a) => !a.startsWith('sentinel '))
-    .flatMap((a) => (a.startsWith('--') ? [a] : a.split(' ').map((w, i) => (i ? w : `--${w}`))));
+  const flagsOf = (list: string[]) =>
+    list.filter((a) => !a.startsWith('sentinel ')).flatMap((a) => (a.startsWith('--') ? [a] : a.split(' ').map((w, i) => (i ? w : `--${w}`))));
   let proc: ChildProcess;
-  const spawnNode = async () => {
+  const spawnNode = async (extra: string[] = []) => {
     proc = spawn(
       'redis-server',
-      [conf, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, `${port}.log`), ...flags],
+      [conf, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, `${port}.log`), ...flagsOf([...args, ...extra])],
       { stdio: 'ignore' },
     );
     const p = proc;
@@ -62,10 +61,10 @@ async function startNode(dir: string, port: number, args: string[]): Promise<Red
       await exited;
     },
     // Like a restarted pod: same port, same config (a Cluster node keeps its
-    // nodes.conf and rejoins), empty data.
-    async restart() {
+    // nodes.conf and rejoins), empty data; `extra` adds settings for this start.
+    async restart(extra: string[] = []) {
       await node.kill();
-      await spawnNode();
+      await spawnNode(extra);
     },
   };
   return node;

@@ -29,7 +29,12 @@ test('primary killed mid-refresh: fail closed during the switch, serve after it,
   const outcomes = await refreshThroughFailover(svc, async () => {
     await primary.kill();
     await until('a sentinel failover', async () => (await sentinelPrimary(sentinel!.port)) === replica!.port);
-    await primary.restart();
+    // A restarted data pod asks the sentinels for the primary and starts as its
+    // replica (as Sentinel deployments' start scripts do). Left to come back as
+    // an empty master, it waits for a sentinel to convert it: an INFO period
+    // (10 s) plus 8 s of role reports, which under load overran the 30 s below.
+    // Until it is in sync, writes are refused (min-replicas-to-write 1): 503s.
+    await primary.restart([`replicaof 127.0.0.1 ${await sentinelPrimary(sentinel!.port)}`]);
     await until('the old primary to follow the new one', async () =>
       /role:slave[\s\S]*master_link_status:up/.test(await cli(primary.port, 'info', 'replication')),
     );
@@ -54,7 +59,7 @@ test('no replica left: nothing is issued, and a presented refresh token is not b
   const refresh = () => token({ grant_type: 'refresh_token', refresh_token: login.body.refresh_token as string });
   assert.equal((await refresh()).status, 503);
 
-  await replica.restart();
+  await replica.restart([`replicaof 127.0.0.1 ${await sentinelPrimary(redis.nodes[2]!.port)}`]);
   await until('the replica to sync', async () => /master_link_status:up/.test(await cli(replica.port, 'info', 'replication')));
   const again = await refresh();
   assert.equal(again.status, 200, again.text);
